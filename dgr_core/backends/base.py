@@ -1,0 +1,82 @@
+"""The backend protocol and registry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+from dgr_core.errors import DGRError
+from dgr_core.models.loading import ModelSpec
+from dgr_core.scoring.engine import BatchStats, TokenScores
+from dgr_core.scoring.segments import Encoded
+from dgr_core.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """Decoding settings; recorded beside every generated output."""
+
+    max_new_tokens: int = 256  # a response still going at this limit is marked finish_reason="length"
+    temperature: float = 0.0  # 0 = greedy
+    top_p: float = 1.0
+    seed: int = 0
+    batch_size: int = 8  # prompts per generate() call (transformers backend)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> GenerationConfig:
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+@dataclass
+class Generation:
+    text: str
+    finish_reason: str  # "stop" (end of turn) or "length" (cut at max_new_tokens)
+    n_tokens: int
+
+
+class Backend(Protocol):
+    name: str
+    tokenizer: Any
+
+    def identity(self) -> dict[str, Any]:
+        """Model identity + backend + dtype + device kind: everything of the model that goes into a cache key."""
+
+    def score(self, samples: list[Encoded], *, layer: int = -1, token_budget: int = 0,
+              on_batch: Callable[[BatchStats], None] | None = None) -> Iterator[TokenScores]:
+        """Teacher-forced log-probs of the response tokens and pooled embeddings, one per sample."""
+
+    def generate(self, conversations: list[list[dict[str, str]]], cfg: GenerationConfig,
+                 on_done: Callable[[int], None] | None = None) -> list[Generation]:
+        """Assistant replies to chat conversations, in order."""
+
+
+_REGISTRY: dict[str, Callable[..., Backend]] = {}
+
+
+def register(name: str):
+    def deco(factory):
+        _REGISTRY[name] = factory
+        return factory
+    return deco
+
+
+def get_backend(name: str, model: ModelSpec, ws: Workspace | None = None) -> Backend:
+    """Build the backend `name` for `model` (the model loads here)."""
+    _load_builtin()
+    if name not in _REGISTRY:
+        raise DGRError(f"Unknown backend {name!r}; available: {', '.join(sorted(_REGISTRY))}.")
+    return _REGISTRY[name](model, ws or Workspace.default())
+
+
+def available_backends() -> list[str]:
+    _load_builtin()
+    return sorted(_REGISTRY)
+
+
+def _load_builtin() -> None:
+    # Importing registers them; vllm's module imports vllm lazily, inside its factory.
+    from dgr_core.backends import fake, hf, vllm  # noqa: F401

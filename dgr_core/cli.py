@@ -1,0 +1,207 @@
+"""`dgr`: the command line of DGR Lens. Everything a page does, a script can do.
+
+    dgr prepare                                   convert the embedded model, create the demo datasets
+    dgr datasets list | import PATH [--name N] | show NAME
+    dgr score --model demo --dataset STAR-1        (a dataset name, or a file path to import first)
+    dgr jobs list | status RUN | cancel RUN | resume RUN | follow RUN
+
+Model work runs as a job (a run folder under the workspace, visible in the app); the CLI follows it with a
+progress bar, and Ctrl-C cancels it (finished chunks are kept; `dgr jobs resume RUN` continues).
+Other packages add subcommands through `register(subparsers)` in the modules listed in COMMAND_MODULES.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import time
+from pathlib import Path
+
+from dgr_core.errors import DGRError
+from dgr_core.workspace import Workspace
+
+COMMAND_MODULES = ("dgr_core.refine.cli", "dgr_core.train.cli", "dgr_core.evaluate.cli", "dgr_core.pipeline")
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from dgr_core.data.demo import ensure_demo_datasets
+    from dgr_core.models.embedded import ensure_converted
+
+    ws = Workspace.default()
+    print(f"workspace: {ws.root}")
+    print(f"demo model: {ensure_converted(ws)}")
+    for info in ensure_demo_datasets(ws):
+        print(f"dataset: {info.name} ({info.n_rows} rows, fingerprint {info.fingerprint})")
+    return 0
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from dgr_core.data.store import DatasetStore
+
+    store = DatasetStore(Workspace.default())
+    if args.action == "list":
+        for info in store.list():
+            print(f"{info.name:32s} {info.n_rows:7d} rows  {info.fingerprint}  {info.origin}")
+    elif args.action == "import":
+        info = store.import_file(Path(args.target), name=args.name)
+        print(f"imported {info.name}: {info.n_rows} rows, think blocks {info.think_counts}")
+    elif args.action == "show":
+        df = store.load(args.target)
+        print(df.head(args.n).to_string(max_colwidth=60))
+    return 0
+
+
+def resolve_dataset(name_or_path: str, ws: Workspace) -> str:
+    """A dataset name in the workspace, or a file that is imported first (named after its stem)."""
+    from dgr_core.data.store import DatasetStore
+
+    store = DatasetStore(ws)
+    if store.exists(name_or_path):
+        return name_or_path
+    path = Path(name_or_path)
+    if path.is_file():
+        info = store.import_file(path)
+        print(f"imported {path} as dataset {info.name!r} ({info.n_rows} rows)")
+        return info.name
+    raise DGRError(f"No dataset {name_or_path!r} in the workspace and no such file. `dgr datasets list` shows them.")
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from dgr_core.jobs import manager
+    from dgr_core.models.loading import ModelSpec
+    from dgr_core.scoring.api import ScoreConfig
+
+    ws = Workspace.default()
+    dataset = resolve_dataset(args.dataset, ws)
+    cfg = ScoreConfig(model=ModelSpec(args.model, revision=args.revision, device=args.device, dtype=args.dtype,
+                                      trust_remote_code=args.trust_remote_code),
+                      backend=args.backend, mode=args.mode, layer=args.layer, max_length=args.max_length,
+                      token_budget=args.token_budget)
+    run = manager.submit(ws, "score", {"dataset": dataset, "score": cfg.to_dict()}, name=f"score-{dataset}")
+    return follow(run)
+
+
+def follow(run_dir: Path) -> int:
+    """Show a job's progress as a tqdm bar until it ends; Ctrl-C cancels it."""
+    from tqdm import tqdm
+
+    from dgr_core.jobs import manager
+
+    print(f"run: {run_dir}")
+    bar = tqdm(total=None, unit="it", dynamic_ncols=True)
+    seen = 0
+    try:
+        while True:
+            events = manager.progress_events(run_dir)
+            for ev in events[seen:]:
+                _update_bar(bar, ev)
+            seen = len(events)
+            st = manager.status(run_dir)
+            if st.get("state") in manager.FINAL:
+                break
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        manager.cancel(run_dir)
+        st = manager.wait(run_dir, 120)
+    bar.close()
+    return _report_end(run_dir, st)
+
+
+def _update_bar(bar, ev: dict) -> None:
+    if ev.get("total"):
+        bar.total = ev["total"]
+        bar.unit = ev.get("unit", "it")
+    if ev.get("done") is not None:
+        bar.n = ev["done"]
+    post = {k: ev[k] for k in ("tokens_per_s", "padding", "loss", "message") if ev.get(k) not in (None, "")}
+    bar.set_postfix(post, refresh=False)
+    bar.refresh()
+
+
+def _report_end(run_dir: Path, st: dict) -> int:
+    from dgr_core.jobs import manager
+
+    state = st.get("state")
+    if state == "done":
+        res = manager.RunInfo(Path(run_dir), {}, st).result() or {}
+        print(json.dumps(res, indent=2, default=str))
+        return 0
+    print(f"{state}: {st.get('error') or ''}", file=sys.stderr)
+    print(f"log: {Path(run_dir) / 'log.txt'}", file=sys.stderr)
+    return 3 if state == "cancelled" else 1
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    from dgr_core.jobs import manager
+
+    ws = Workspace.default()
+    if args.action == "list":
+        for r in manager.list_runs(ws):
+            print(f"{r.id:60s} {r.kind:9s} {r.state:10s} {r.status.get('error') or ''}")
+        return 0
+    run = manager.get_run(ws, args.run).run_dir
+    if args.action == "status":
+        print(json.dumps(manager.status(run), indent=2))
+    elif args.action == "cancel":
+        manager.cancel(run)
+    elif args.action == "resume":
+        manager.resume(run)
+        return follow(run)
+    elif args.action == "follow":
+        return follow(run)
+    return 0
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="demo", help="'demo' (embedded SmolLM2-135M-Instruct), a folder or a HF id")
+    p.add_argument("--revision", default=None)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    p.add_argument("--backend", default="hf", help="hf (default), vllm (GPU) or fake (tests)")
+    p.add_argument("--trust-remote-code", action="store_true", help="run code shipped with the model (off by default)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dgr", description="DGR Lens: distribution shift of safety SFT data.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("prepare", help="convert the embedded model and create the demo datasets").set_defaults(fn=cmd_prepare)
+    p = sub.add_parser("datasets", help="list, import or show datasets")
+    p.add_argument("action", choices=["list", "import", "show"])
+    p.add_argument("target", nargs="?")
+    p.add_argument("--name", default=None)
+    p.add_argument("-n", type=int, default=5)
+    p.set_defaults(fn=cmd_datasets)
+    p = sub.add_parser("score", help="per-token log-likelihoods and embeddings under the target model")
+    p.add_argument("--dataset", required=True, help="a dataset name or a file to import")
+    add_model_args(p)
+    p.add_argument("--mode", default="chat", choices=["chat", "raw"])
+    p.add_argument("--layer", type=int, default=-1, help="hidden layer pooled into the embedding (-1 = last)")
+    p.add_argument("--max-length", type=int, default=4096)
+    p.add_argument("--token-budget", type=int, default=0, help="tokens per batch; 0 = auto")
+    p.set_defaults(fn=cmd_score)
+    p = sub.add_parser("jobs", help="list, inspect, cancel, resume or follow runs")
+    p.add_argument("action", choices=["list", "status", "cancel", "resume", "follow"])
+    p.add_argument("run", nargs="?")
+    p.set_defaults(fn=cmd_jobs)
+    for module in COMMAND_MODULES:
+        try:
+            importlib.import_module(module).register(sub)
+        except ModuleNotFoundError as exc:
+            if not (exc.name and module.startswith(exc.name)):
+                raise
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except DGRError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""The `evaluate` job kind: generate and grade one model on reasoning and safety benchmarks.
+
+Config = `EvalConfig.to_dict()` (see dgr_core.evaluate.runner). The run folder gets `outputs.jsonl` (one graded
+record per sample, appended per batch: a resumed run skips what is there) and `result.json` with the metrics.
+
+    from dgr_core.jobs import manager
+    run = manager.submit(ws, "evaluate", EvalConfig(limit=5).to_dict(), name="eval-demo")
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dgr_core.errors import DGRError, SpecError
+from dgr_core.evaluate.runner import EvalConfig, check_config, model_label, run_evaluation
+from dgr_core.jobs.kinds import JobKind, register_kind
+
+
+def validate(config: dict[str, Any]) -> EvalConfig:
+    """The typed config, or a SpecError naming the bad field (before any model or data loads)."""
+    try:
+        cfg = EvalConfig.from_dict(config)
+    except (TypeError, DGRError) as exc:
+        raise SpecError(f"evaluate: bad config ({exc}).") from exc
+    from dgr_core.backends.base import available_backends
+
+    if cfg.backend not in available_backends():
+        raise SpecError(f"evaluate: unknown backend {cfg.backend!r}; choose one of {available_backends()}.")
+    try:
+        check_config(cfg)
+    except DGRError as exc:
+        raise SpecError(str(exc)) from exc
+    return cfg
+
+
+def run(cfg: EvalConfig, ctx) -> dict[str, Any]:
+    return run_evaluation(cfg, ctx.ws, ctx.run_dir, progress=ctx.progress, should_stop=ctx.should_stop)
+
+
+def describe(config: dict[str, Any]) -> str:
+    try:
+        cfg = EvalConfig.from_dict(config)
+    except (TypeError, DGRError):
+        return "evaluate"
+    return f"evaluate {model_label(cfg.model, cfg.backend)} on {', '.join(b.name for b in cfg.benchmarks)}"
+
+
+register_kind(JobKind("evaluate", validate, run, uses_model=True, describe=describe))

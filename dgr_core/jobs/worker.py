@@ -1,0 +1,111 @@
+"""Run one job in this process: `python -m dgr_core.jobs run <run-dir>`.
+
+Order of events: validate the spec (a malformed spec fails here, before any model loads); take the device lock if
+the kind uses a model (status "waiting" while another model job holds it); run; write `result.json` last and the
+final status. SIGTERM (what cancel sends) sets the cancel flag so the job stops at its next check and keeps what
+it finished. Any exception becomes a failed status with the error message and the end of the traceback.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import signal
+import sys
+import time
+import traceback
+from contextlib import contextmanager
+from pathlib import Path
+
+from dgr_core.errors import DGRError, JobCancelled
+from dgr_core.jobs.context import CANCEL_FILE, LOG_FILE, JobContext
+from dgr_core.jobs.kinds import get_kind
+from dgr_core.jobs.spec import load_spec, utc_now
+from dgr_core.workspace import Workspace
+
+log = logging.getLogger("dgr_core.jobs")
+
+
+def _setup_logging(run_dir: Path) -> None:
+    handler = logging.FileHandler(run_dir / LOG_FILE, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
+@contextmanager
+def device_lock(ws: Workspace, ctx: JobContext):
+    """One model job at a time per workspace (an flock, released by the OS even if the process dies)."""
+    path = ws.runs / ".device.lock"
+    with open(path, "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            ctx.set_status("waiting", message="waiting for another model job to finish")
+            while True:
+                if ctx.should_stop():
+                    raise JobCancelled("Cancelled while waiting for the device.") from None
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    time.sleep(0.5)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def run(run_dir: Path) -> int:
+    run_dir = Path(run_dir).resolve()
+    _setup_logging(run_dir)
+    signal.signal(signal.SIGTERM, lambda *_: (run_dir / CANCEL_FILE).touch())
+    try:
+        spec = load_spec(run_dir)
+    except DGRError as exc:
+        JobContext(run_dir, Workspace.default()).set_status("failed", error=str(exc), finished_at=utc_now())
+        log.error("Invalid spec: %s", exc)
+        return 2
+    ws = Workspace(Path(spec.workspace)) if spec.workspace else Workspace.default()
+    ctx = JobContext(run_dir, ws)
+    kind = get_kind(spec.kind)
+    config = kind.validate(spec.config)
+    ctx.set_status("running", started_at=utc_now(), kind=spec.kind, error=None)
+    log.info("Job %s (%s) started", spec.id, spec.kind)
+    try:
+        if kind.uses_model:
+            with device_lock(ws, ctx):
+                ctx.set_status("running")
+                result = kind.run(config, ctx)
+        else:
+            result = kind.run(config, ctx)
+    except JobCancelled as exc:
+        ctx.set_status("cancelled", error=str(exc), finished_at=utc_now())
+        log.info("Cancelled: %s", exc)
+        return 3
+    except BaseException as exc:  # noqa: BLE001 - every failure must reach status.json
+        tb = traceback.format_exc()
+        log.error("Failed: %s\n%s", exc, tb)
+        msg = _friendly(exc)
+        ctx.set_status("failed", error=msg, traceback=tb[-4000:], finished_at=utc_now())
+        return 1
+    ctx.write_result(result)
+    ctx.set_status("done", finished_at=utc_now(), error=None)
+    log.info("Done")
+    return 0
+
+
+def _friendly(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}" if not isinstance(exc, DGRError) else str(exc)
+    if "out of memory" in str(exc).lower():
+        text += " — try a smaller token budget / batch size, or a smaller model."
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 2 or argv[0] != "run":
+        print("usage: python -m dgr_core.jobs run <run-dir>", file=sys.stderr)
+        return 2
+    return run(Path(argv[1]))

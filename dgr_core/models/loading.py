@@ -1,0 +1,276 @@
+"""Load a target model: the embedded demo, a local folder or a Hugging Face id, on the best device and dtype.
+
+`ModelSpec` is what a user picks (and what a job spec stores); `load_model` returns a `LoadedModel` with the
+model in eval mode, a tokenizer with a pad token, the device and dtype actually used, and an identity dict that
+goes into every cache key (path or id, revision or weights hash, tokenizer + chat-template hash).
+
+A finished train run is a model too: `ModelSpec("run:<run folder name>")` loads the model the run saved (a full
+fine-tune's folder, or the base model with the run's LoRA adapter merged in memory); its identity is the base
+model's identity (recorded by the run) + the run id + a hash of the saved weights.
+
+Security: `trust_remote_code` is off unless the spec asks for it. Offline, an unknown id fails at once with a
+`ModelLoadError` that says the model was not found locally and the hub could not be reached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dgr_core.errors import ModelLoadError
+from dgr_core.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+DEMO_MODEL = "demo"  # the embedded SmolLM2-135M-Instruct
+DEMO_ALIASES = {DEMO_MODEL, "embedded", "smollm2-135m-instruct", "embedded:smollm2-135m-instruct"}
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+RUN_PREFIX = "run:"  # ModelSpec("run:<run id>"): the model a finished train run saved
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which model to load and how."""
+
+    ref: str = DEMO_MODEL  # "demo", a local folder, or a Hugging Face id
+    revision: str | None = None  # hub revision (branch, tag or commit); ignored for local folders
+    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", "mps"
+    dtype: str = "auto"  # "auto" picks bfloat16 where supported, else float32
+    trust_remote_code: bool = False  # never on unless the user asks
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelSpec:
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+@dataclass
+class LoadedModel:
+    model: Any
+    tokenizer: Any
+    spec: ModelSpec
+    path: str
+    device: str
+    dtype: str
+    identity: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return f"{self.identity.get('name', self.spec.ref)} · {self.device} · {self.dtype}"
+
+
+def pick_device_dtype(device: str = "auto", dtype: str = "auto") -> tuple[str, str]:
+    """Resolve "auto": CUDA if present (bf16 where supported), else CPU in float32.
+
+    CPUs without native bf16 (AVX2-only) run bf16 matmuls far slower than fp32, so auto never picks it there."""
+    import torch
+
+    if dtype not in DTYPES:
+        raise ModelLoadError(f"Unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}.")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelLoadError(f"Device {device!r} requested but CUDA is not available on this machine.")
+    if dtype == "auto":
+        dtype = "bfloat16" if device.startswith("cuda") and torch.cuda.is_bf16_supported() else "float32"
+    return device, dtype
+
+
+def resolve_model_path(ref: str, ws: Workspace | None = None, revision: str | None = None) -> str:
+    """Local folder for the demo or a path; the id itself for a hub model (checked to exist)."""
+    ws = ws or Workspace.default()
+    if ref.startswith(RUN_PREFIX):
+        return str(_run_weights_dir(ref, ws))
+    if ref in DEMO_ALIASES:
+        from dgr_core.models.embedded import ensure_converted
+
+        return str(ensure_converted(ws))
+    path = Path(ref).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(f"{path} is a folder but has no config.json: not a Hugging Face model folder.")
+        return str(path.resolve())
+    if ref.startswith((".", "/", "~")):
+        raise ModelLoadError(f"Model folder {ref!r} does not exist.")
+    _check_hub_id(ref, revision)
+    return ref
+
+
+def _run_result(ref: str, ws: Workspace) -> tuple[Path, dict[str, Any]]:
+    """(run folder, result.json) of the train run named by a `run:<id>` ref."""
+    run_id = ref[len(RUN_PREFIX):].strip()
+    run_dir = ws.runs / run_id
+    if not run_id or "/" in run_id or not run_dir.is_dir():
+        raise ModelLoadError(f"Model {ref!r}: there is no run {run_id!r} in {ws.runs}.")
+    result_file = run_dir / "result.json"
+    if not result_file.is_file():
+        raise ModelLoadError(f"Model {ref!r}: run {run_id} has no result.json (it has not finished).")
+    result = json.loads(result_file.read_text(encoding="utf-8"))
+    if "base_model" not in result or "method" not in result:
+        raise ModelLoadError(f"Model {ref!r}: run {run_id} is not a train run (its result has no trained model).")
+    return run_dir, result
+
+
+def _run_weights_dir(ref: str, ws: Workspace) -> Path:
+    """The folder a train run saved: `adapter/` (LoRA) or `model/` (full fine-tune)."""
+    run_dir, result = _run_result(ref, ws)
+    folder = run_dir / ("adapter" if result["method"] == "lora" else "model")
+    if not folder.is_dir():
+        raise ModelLoadError(f"Model {ref!r}: {folder} is missing.")
+    return folder
+
+
+def _check_hub_id(ref: str, revision: str | None) -> None:
+    from transformers import AutoConfig
+
+    try:
+        AutoConfig.from_pretrained(ref, revision=revision, trust_remote_code=False)
+    except ValueError as exc:  # e.g. a config that needs remote code
+        if "trust_remote_code" in str(exc):
+            return
+        raise ModelLoadError(f"Model {ref!r}: {exc}") from exc
+    except OSError as exc:
+        offline = os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True")
+        why = "offline mode (HF_HUB_OFFLINE=1) is on" if offline else "the hub could not be reached or has no such id"
+        raise ModelLoadError(
+            f"Model {ref!r} was not found as a local folder nor in the local Hugging Face cache, and {why}. "
+            "Give a local folder, or connect and retry with a valid Hugging Face id."
+        ) from exc
+
+
+_LOADED: dict[tuple, LoadedModel] = {}
+
+
+def load_model(spec: ModelSpec, ws: Workspace | None = None) -> LoadedModel:
+    """Load (or reuse from this process) the model and tokenizer of `spec`."""
+    device, dtype = pick_device_dtype(spec.device, spec.dtype)
+    key = (spec.ref, spec.revision, device, dtype, spec.trust_remote_code)
+    if key in _LOADED:
+        return _LOADED[key]
+    loaded = load_uncached(spec, ws)
+    _LOADED.clear()  # keep one model resident: they are large
+    _LOADED[key] = loaded
+    log.info("Loaded %s", loaded.label)
+    return loaded
+
+
+def load_uncached(spec: ModelSpec, ws: Workspace | None = None) -> LoadedModel:
+    """A fresh copy of the model, not shared with `load_model`'s cache: for code that changes the weights
+    (training), so that later `load_model` calls in the same process never see the changed model."""
+    ws = ws or Workspace.default()
+    device, dtype = pick_device_dtype(spec.device, spec.dtype)
+    path = resolve_model_path(spec.ref, ws, spec.revision)
+    if spec.ref.startswith(RUN_PREFIX) and (Path(path) / "adapter_config.json").is_file():
+        model, tokenizer = _load_merged_adapter(path, spec, device, dtype, ws)
+    else:
+        model, tokenizer = _load_pretrained(path, spec, device, dtype)
+    loaded = LoadedModel(model, tokenizer, spec, path, device, dtype)
+    loaded.identity = model_identity(loaded, ws)
+    return loaded
+
+
+def clear_model_cache() -> None:
+    """Drop the model `load_model` keeps resident (e.g. before loading a second copy to train)."""
+    _LOADED.clear()
+
+
+def _load_merged_adapter(path: str, spec: ModelSpec, device: str, dtype: str, ws: Workspace) -> tuple[Any, Any]:
+    """Base model of a LoRA run + its adapter, merged in memory (the base may itself be a run)."""
+    from peft import PeftModel
+
+    _, result = _run_result(spec.ref, ws)
+    base = ModelSpec.from_dict(result["base_model"])
+    # Device and dtype are the caller's; remote code runs only if *this* spec allows it.
+    base = ModelSpec(base.ref, base.revision, device, dtype, spec.trust_remote_code)
+    base_loaded = load_uncached(base, ws)
+    try:
+        merged = PeftModel.from_pretrained(base_loaded.model, path).merge_and_unload()
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"Could not apply the LoRA adapter of {spec.ref!r} ({path}): {exc}") from exc
+    return merged.to(device).eval(), _adapter_tokenizer(path, spec, base_loaded.tokenizer)
+
+
+def _adapter_tokenizer(path: str, spec: ModelSpec, fallback: Any) -> Any:
+    """The tokenizer saved beside an adapter (a train run saves it there), else the base model's."""
+    from transformers import AutoTokenizer
+
+    if not (Path(path) / "tokenizer_config.json").is_file():
+        return fallback
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=spec.trust_remote_code)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def _load_pretrained(path: str, spec: ModelSpec, device: str, dtype: str) -> tuple[Any, Any]:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kwargs = {"revision": spec.revision, "trust_remote_code": spec.trust_remote_code}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), **kwargs)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"Could not load model {spec.ref!r} from {path}: {exc}") from exc
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.to(device).eval()
+    return model, tokenizer
+
+
+def tokenizer_hash(tokenizer: Any) -> str:
+    """sha256 over the tokenizer's vocabulary/merges and its chat template."""
+    digest = hashlib.sha256()
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    digest.update(backend.to_str().encode() if backend is not None else repr(sorted(tokenizer.get_vocab().items())).encode())
+    digest.update((tokenizer.chat_template or "").encode())
+    return digest.hexdigest()[:16]
+
+
+def model_identity(loaded: LoadedModel, ws: Workspace | None = None) -> dict[str, Any]:
+    """What identifies the weights and tokenizer, for cache keys: hub id + commit, or a hash of local weights."""
+    config = loaded.model.config
+    ident: dict[str, Any] = {
+        "name": Path(loaded.path).name if Path(loaded.path).is_dir() else loaded.path,
+        "ref": loaded.spec.ref,
+        "architecture": (getattr(config, "architectures", None) or [type(loaded.model).__name__])[0],
+        "n_params": int(sum(p.numel() for p in loaded.model.parameters())),
+        "tokenizer_hash": tokenizer_hash(loaded.tokenizer),
+    }
+    if Path(loaded.path).is_dir():
+        ident["weights_hash"] = weights_hash(Path(loaded.path), ws)
+    else:
+        ident["revision"] = getattr(config, "_commit_hash", None) or loaded.spec.revision or "main"
+    if loaded.spec.ref.startswith(RUN_PREFIX):
+        # The run's own weights (adapter or full model) are hashed above; add what they were trained from.
+        run_dir, result = _run_result(loaded.spec.ref, ws or Workspace.default())
+        ident.update(name=f"{RUN_PREFIX}{run_dir.name}", run=run_dir.name,
+                     base=result.get("base_identity") or result["base_model"])
+    return ident
+
+
+def weights_hash(folder: Path, ws: Workspace | None = None) -> str:
+    """sha256 over the weight files of a local folder, memoized per (path, size, mtime) in the workspace."""
+    files = sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin", ".pt", ".gguf"))
+    stamp = json.dumps([(p.name, p.stat().st_size, int(p.stat().st_mtime)) for p in files])
+    memo_dir = (ws or Workspace.default()).models / ".weights-hash"
+    memo_dir.mkdir(exist_ok=True)
+    memo = memo_dir / hashlib.sha256(f"{folder.resolve()}|{stamp}".encode()).hexdigest()[:24]
+    if memo.is_file():
+        return memo.read_text().strip()
+    from dgr_core.models.embedded import file_sha256
+
+    digest = hashlib.sha256()
+    for p in files:
+        digest.update(p.name.encode())
+        digest.update(file_sha256(p).encode())
+    value = digest.hexdigest()[:16]
+    memo.write_text(value)
+    return value

@@ -1,0 +1,544 @@
+"""DGR in miniature: the whole experiment of the DGR paper, small enough for a laptop CPU, as one job.
+
+    dgr demo                                   # the embedded defaults (SmolLM2-135M-Instruct, hf backend, CPU)
+    dgr demo --n-refine 20 --n-train 10 --seeds 0 1
+
+    from dgr_core.jobs import manager
+    run = manager.submit(ws, "demo", DemoConfig().to_dict(), name="demo")
+
+Steps (each one a normal child run folder of kind refine / score / train / evaluate, visible on the Runs page):
+0. (inline, instant) draw `n_refine` samples of the DirectRefusal-style external set "demo-external-refusal",
+   leaving out every prompt the safety evaluation will ask, and save them as the dataset `<tag>-original`;
+1. refine them with the target model itself (mode joint) into `<tag>-refined`;
+2. score the original and the refined set (the distribution shift: NLL under the target model);
+3. per seed: LoRA SFT on `n_train` samples of each set (the same rows: the refined set keeps the original order,
+   and the seeded draw picks the same positions, so sft-refined trains on the rewrites of sft-original's rows);
+4. evaluate the base model and every SFT model on a small reasoning + safety set (arithmetic levels 1-2, a GSM8K-100
+   subset, a StrongREJECT subset, a benign-edgy subset).
+
+The children run in this process, one after another, through `run_inline` (the worker's logic without the device
+lock, which the demo job already holds). Progress: every child event is forwarded to the demo run with
+"step i/k" in the message and the child's done/total. Cancel: a child stops when its own or the demo's cancel flag
+is set. Resume: `steps.json` in the demo run folder maps each step to its child run; a finished child is reused,
+an unfinished one is run again in its own folder (so its own resume logic keeps what it had finished).
+
+result.json: datasets, refine summary, shift (mean NLLs), train summaries, evaluations and a flat `table`
+(`demo_table` turns it into a DataFrame for the Safety-tax page and the report).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from dgr_core.errors import DGRError, JobCancelled, SpecError
+from dgr_core.jobs.context import CANCEL_FILE, LOG_FILE, RESULT_FILE, JobContext
+from dgr_core.jobs.kinds import JobKind, get_kind, register_kind
+from dgr_core.jobs.spec import load_spec, utc_now
+from dgr_core.models.loading import ModelSpec
+from dgr_core.workspace import Workspace, atomic_write_json, read_json
+
+log = logging.getLogger(__name__)
+
+KIND = "demo"
+STEPS_FILE = "steps.json"
+EXTERNAL_DATASET = "demo-external-refusal"
+DEFAULT_EVAL_LIMITS = {"arithmetic": 20, "gsm8k100": 10, "strongreject": 20, "benign_edgy": 10}
+# Progress fields a child reports that the demo run passes on unchanged.
+FORWARDED = ("done", "total", "unit", "loss", "tokens_per_s", "eta_s", "padding")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Config
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DemoConfig:
+    """One miniature DGR experiment. Defaults run on 2 CPU cores in well under 20 minutes (benchmarks/RESULTS.md)."""
+
+    model: ModelSpec = field(default_factory=ModelSpec)  # the target model: it refines, is trained, is evaluated
+    backend: str = "hf"  # generation / scoring backend ("hf", "vllm", "fake"); training always uses transformers
+    dataset: str = EXTERNAL_DATASET  # the external safety set whose samples are refined
+    n_refine: int = 20  # samples drawn from it (seed `data_seed`) and refined
+    n_train: int = 10  # samples of each set every SFT run trains on (the DGR paper: 10 activate refusals)
+    seeds: list[int] = field(default_factory=lambda: [0])  # one SFT run per seed and set
+    data_seed: int = 0  # which samples are drawn for refinement
+    epochs: int = 3  # SFT epochs (LoRA, the train job's default learning rate)
+    method: str = "lora"  # "lora" or "full"
+    refine_max_new_tokens: int = 160  # token limit of one rewrite (reasoning + answer)
+    eval_max_new_tokens: int = 128  # token limit of one evaluation answer
+    eval_limits: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_EVAL_LIMITS))  # items per benchmark
+    eval_seed: int = 0  # which benchmark items are drawn (the same for every model: paired comparisons)
+    batch_size: int = 8  # prompts per generate call
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "model": self.model.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DemoConfig:
+        """Typed config; SpecError naming an unknown key or a malformed field."""
+        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise SpecError(f"demo: unknown setting(s) {', '.join(unknown)}; known: {', '.join(cls.__dataclass_fields__)}.")
+        d = dict(d)
+        if "model" in d:
+            if not isinstance(d["model"], dict):
+                raise SpecError("demo: 'model' must be an object (a ModelSpec).")
+            d["model"] = ModelSpec.from_dict(d["model"])
+        try:
+            return cls(**d)
+        except TypeError as exc:
+            raise SpecError(f"demo: bad settings ({exc}).") from None
+
+    def check(self) -> None:
+        """SpecError naming the first bad field."""
+        for name in ("n_refine", "n_train", "epochs", "refine_max_new_tokens", "eval_max_new_tokens", "batch_size"):
+            value = getattr(self, name)
+            _require(isinstance(value, int) and value >= 1, name, "must be an integer >= 1")
+        _require(self.n_train <= self.n_refine, "n_train", f"({self.n_train}) must not exceed n_refine ({self.n_refine})")
+        _require(isinstance(self.seeds, list) and bool(self.seeds) and all(isinstance(s, int) for s in self.seeds)
+                 and len(set(self.seeds)) == len(self.seeds), "seeds", "must be a non-empty list of distinct integers")
+        _require(self.method in ("lora", "full"), "method", "must be 'lora' or 'full'")
+        _require(isinstance(self.eval_limits, dict) and bool(self.eval_limits), "eval_limits",
+                 "must map at least one benchmark name to a number of items")
+        for name, limit in self.eval_limits.items():
+            _require(isinstance(limit, int) and limit >= 1, f"eval_limits.{name}", "must be an integer >= 1")
+
+
+def _require(ok: bool, name: str, problem: str) -> None:
+    if not ok:
+        raise SpecError(f"demo: {name} {problem}.")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The plan: which child runs, with which configs
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Step:
+    key: str  # stable name in steps.json, e.g. "train-refined-s0"
+    kind: str  # the child's job kind
+    label: str  # what the UI shows
+
+
+def plan_steps(cfg: DemoConfig) -> list[Step]:
+    """Every child run of the demo, in execution order."""
+    steps = [Step("refine", "refine", "refine with the target model"),
+             Step("score-original", "score", "score the original samples"),
+             Step("score-refined", "score", "score the refined samples")]
+    for seed in cfg.seeds:
+        steps += [Step(f"train-{which}-s{seed}", "train", f"SFT on {which} (seed {seed})")
+                  for which in ("original", "refined")]
+    steps.append(Step("eval-base", "evaluate", "evaluate the base model"))
+    for seed in cfg.seeds:
+        steps += [Step(f"eval-sft-{which}-s{seed}", "evaluate", f"evaluate SFT-{which} (seed {seed})")
+                  for which in ("original", "refined")]
+    return steps
+
+
+def dataset_names(tag: str) -> dict[str, str]:
+    """The two datasets a demo run creates; `tag` is unique per demo run, so runs never overwrite each other."""
+    return {"original": f"{tag}-original", "refined": f"{tag}-refined"}
+
+
+def eval_config(cfg: DemoConfig, model: ModelSpec) -> dict[str, Any]:
+    from dgr_core.backends.base import GenerationConfig
+    from dgr_core.evaluate.runner import BenchmarkSource, EvalConfig
+
+    sources = [BenchmarkSource(name, limit=limit) for name, limit in cfg.eval_limits.items()]
+    gen = GenerationConfig(max_new_tokens=cfg.eval_max_new_tokens, batch_size=cfg.batch_size)
+    return EvalConfig(model=model, backend=cfg.backend, benchmarks=sources, limit=0, seed=cfg.eval_seed,
+                      arithmetic_levels=[1, 2], generation=gen).to_dict()
+
+
+def refine_config(cfg: DemoConfig, names: dict[str, str]) -> dict[str, Any]:
+    from dgr_core.backends.base import GenerationConfig
+    from dgr_core.refine.job import RefineConfig
+
+    gen = GenerationConfig(max_new_tokens=cfg.refine_max_new_tokens, batch_size=cfg.batch_size)
+    return RefineConfig(dataset=names["original"], model=cfg.model, backend=cfg.backend, mode="joint",
+                        generation=gen, output_name=names["refined"], score_after=False).to_dict()
+
+
+def score_config(cfg: DemoConfig, dataset: str) -> dict[str, Any]:
+    from dgr_core.scoring.api import ScoreConfig
+
+    return {"dataset": dataset, "score": ScoreConfig(model=cfg.model, backend=cfg.backend).to_dict()}
+
+
+def train_config(cfg: DemoConfig, dataset: str, seed: int) -> dict[str, Any]:
+    from dgr_core.train.config import SubsetConfig, TrainConfig, TrainJobConfig
+
+    # The same seed and n on two sets of the same length draw the same positions: paired training rows.
+    return TrainJobConfig(dataset=dataset, model=cfg.model, backend=cfg.backend,
+                          subset=SubsetConfig(strategy="random", n=cfg.n_train, seed=seed),
+                          train=TrainConfig(method=cfg.method, epochs=cfg.epochs, seed=seed)).to_dict()
+
+
+def child_config(step: Step, cfg: DemoConfig, names: dict[str, str], results: dict[str, dict]) -> dict[str, Any]:
+    """The config of one child run; SFT models come from the results of their train steps."""
+    which = "refined" if "refined" in step.key else "original"
+    if step.kind == "refine":
+        return refine_config(cfg, names)
+    if step.kind == "score":
+        return score_config(cfg, names[which])
+    if step.kind == "train":
+        return train_config(cfg, names[which], _seed_of(step))
+    if step.key == "eval-base":
+        return eval_config(cfg, cfg.model)
+    trained = results[f"train-{which}-s{_seed_of(step)}"]
+    model = ModelSpec(str(trained["model_ref"]), device=cfg.model.device, dtype=cfg.model.dtype)
+    return eval_config(cfg, model)
+
+
+def _seed_of(step: Step) -> int:
+    return int(step.key.rsplit("-s", 1)[1])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Step 0: the samples to refine (inline)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def eval_prompts(cfg: DemoConfig, kind: str = "harmful") -> set[str]:
+    """The prompts of one kind that the demo's evaluation asks (no model loads)."""
+    from dgr_core.evaluate.runner import EvalConfig, load_items
+
+    items = load_items(EvalConfig.from_dict(eval_config(cfg, cfg.model)))
+    return set(items.loc[items["kind"] == kind, "prompt"].astype(str))
+
+
+def draw_original(external: pd.DataFrame, cfg: DemoConfig, held_out: set[str]) -> pd.DataFrame:
+    """`n_refine` seeded rows of the external set, none of whose prompts is in `held_out` (the evaluation's
+    harmful prompts: training on them would measure memorised refusals, not activated ones)."""
+    pool = external[~external["prompt"].astype(str).isin(held_out)]
+    if len(pool) < cfg.n_refine:
+        raise DGRError(f"demo: {cfg.dataset!r} has only {len(pool)} samples outside the evaluation set; "
+                       f"lower n_refine ({cfg.n_refine}).")
+    return pool.sample(n=cfg.n_refine, random_state=cfg.data_seed).reset_index(drop=True)
+
+
+def prepare_original(ws: Workspace, cfg: DemoConfig, names: dict[str, str], run_name: str) -> None:
+    """Save the drawn samples as the dataset names["original"] unless a resumed run already did."""
+    from dgr_core.data.demo import ensure_demo_datasets
+    from dgr_core.data.store import DatasetStore
+
+    store = DatasetStore(ws)
+    if store.exists(names["original"]):
+        return
+    if cfg.dataset == EXTERNAL_DATASET:
+        ensure_demo_datasets(ws)
+    df = draw_original(store.load(cfg.dataset), cfg, eval_prompts(cfg))
+    store.save(names["original"], df, origin=f"demo:{run_name}", parent=cfg.dataset,
+               description=f"{cfg.n_refine} samples of {cfg.dataset} (seed {cfg.data_seed}) drawn by demo run "
+                           f"{run_name}, none of them in its safety evaluation.")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Running a child run in this process
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class ChildContext(JobContext):
+    """A JobContext on a child run folder that also reports to the parent and stops when the parent is cancelled."""
+
+    def __init__(self, run_dir: Path, ws: Workspace, parent: JobContext, step_no: int, n_steps: int, label: str):
+        super().__init__(run_dir, ws)
+        self.parent, self.step_no, self.n_steps, self.label = parent, step_no, n_steps, label
+
+    def progress(self, event: dict[str, Any]) -> None:
+        super().progress(event)
+        self.parent.progress(step_event(event, self.step_no, self.n_steps, self.label, self.run_dir.name))
+
+    def should_stop(self) -> bool:
+        return super().should_stop() or self.parent.should_stop()
+
+
+def step_event(event: dict[str, Any], step_no: int, n_steps: int, label: str, child: str) -> dict[str, Any]:
+    """The parent's view of a child event: the child's done/total, "step i/k · label · message"."""
+    message = f"step {step_no}/{n_steps} · {label}" + (f" · {event['message']}" if event.get("message") else "")
+    out = {k: event[k] for k in FORWARDED if k in event}
+    return {**out, "step": step_no, "steps": n_steps, "step_label": label, "child": child, "message": message}
+
+
+def run_inline(ctx: JobContext, parent: str = "") -> dict[str, Any]:
+    """Run the job in `ctx.run_dir` in this process, as the worker would but without the device lock (the caller
+    holds it): validate, run, write result.json last, then the final status. Returns the result as written.
+    JobCancelled and other errors leave a cancelled / failed status and propagate."""
+    spec = load_spec(ctx.run_dir)
+    kind = get_kind(spec.kind)
+    typed = kind.validate(spec.config)
+    for stale in (CANCEL_FILE, RESULT_FILE):  # a resumed child starts clean; its outputs are kept
+        (ctx.run_dir / stale).unlink(missing_ok=True)
+    ctx.set_status("running", started_at=utc_now(), kind=spec.kind, error=None, parent=parent)
+    with _child_log(ctx.run_dir):
+        try:
+            result = kind.run(typed, ctx)
+        except JobCancelled as exc:
+            ctx.set_status("cancelled", error=str(exc), finished_at=utc_now())
+            raise
+        except BaseException as exc:
+            ctx.set_status("failed", error=_friendly(exc), traceback=traceback.format_exc()[-4000:],
+                           finished_at=utc_now())
+            raise
+    ctx.write_result(result)
+    ctx.set_status("done", finished_at=utc_now(), error=None)
+    return read_json(ctx.run_dir / RESULT_FILE)
+
+
+class _child_log:  # noqa: N801 - used as a context manager, reads like one
+    """Copy log records to the child's log.txt while it runs (they still reach the demo run's log)."""
+
+    def __init__(self, run_dir: Path):
+        self.handler = logging.FileHandler(run_dir / LOG_FILE, encoding="utf-8")
+        self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+
+    def __enter__(self):
+        logging.getLogger().addHandler(self.handler)
+
+    def __exit__(self, *exc):
+        logging.getLogger().removeHandler(self.handler)
+        self.handler.close()
+
+
+def _friendly(exc: BaseException) -> str:
+    from dgr_core.jobs.worker import _friendly as worker_friendly  # the worker's wording, kept in one place
+
+    return worker_friendly(exc)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# steps.json: the demo run's map of steps to child runs
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def read_steps(run_dir: Path) -> list[dict[str, Any]]:
+    path = Path(run_dir) / STEPS_FILE
+    return read_json(path)["steps"] if path.is_file() else []
+
+
+def _write_steps(run_dir: Path, rows: list[dict[str, Any]]) -> None:
+    atomic_write_json(Path(run_dir) / STEPS_FILE, {"steps": rows})
+
+
+def _init_steps(run_dir: Path, steps: list[Step]) -> list[dict[str, Any]]:
+    """steps.json with every planned step (kept: run ids and timings of a resumed run)."""
+    old = {row["key"]: row for row in read_steps(run_dir)}
+    rows = [{"key": s.key, "kind": s.kind, "label": s.label, "run_id": None, "seconds": None, "reused": False,
+             **old.get(s.key, {})} for s in steps]
+    _write_steps(run_dir, rows)
+    return rows
+
+
+def _update_step(run_dir: Path, rows: list[dict[str, Any]], key: str, **fields: Any) -> None:
+    next(row for row in rows if row["key"] == key).update(fields)
+    _write_steps(run_dir, rows)
+
+
+def step_table(ws: Workspace, run_dir: Path) -> pd.DataFrame:
+    """One row per step of a demo run: step, label, kind, state of its child run, seconds, run id (for the UI)."""
+    from dgr_core.jobs import manager
+
+    rows = []
+    for i, row in enumerate(read_steps(run_dir), start=1):
+        child = ws.runs / row["run_id"] if row.get("run_id") else None
+        state = manager.status(child).get("state", "unknown") if child and child.is_dir() else "pending"
+        rows.append({"step": i, "what": row["label"], "kind": row["kind"], "state": state,
+                     "seconds": row.get("seconds"), "reused": bool(row.get("reused")), "run": row.get("run_id") or ""})
+    return pd.DataFrame(rows, columns=["step", "what", "kind", "state", "seconds", "reused", "run"])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The demo job
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def validate(config: dict[str, Any]) -> DemoConfig:
+    cfg = DemoConfig.from_dict(config)
+    cfg.check()
+    from dgr_core.backends.base import available_backends
+
+    if cfg.backend not in available_backends():
+        raise SpecError(f"demo: unknown backend {cfg.backend!r}; choose one of {available_backends()}.")
+    return cfg
+
+
+def run(cfg: DemoConfig, ctx: JobContext) -> dict[str, Any]:
+    started = time.perf_counter()
+    tag = f"demo-{load_spec(ctx.run_dir).id}"
+    names = dataset_names(tag)
+    ctx.progress({"done": 0, "total": None, "message": "drawing the samples to refine"})
+    prepare_original(ctx.ws, cfg, names, ctx.run_dir.name)
+    steps = plan_steps(cfg)
+    rows = _init_steps(ctx.run_dir, steps)
+    results = {}
+    for number, step in enumerate(steps, start=1):
+        if ctx.should_stop():
+            raise JobCancelled(f"Cancelled before step {number}/{len(steps)} ({step.label}); resume to continue.")
+        results[step.key] = _run_step(ctx, cfg, names, results, rows, step, number, len(steps))
+    ctx.progress({"done": len(steps), "total": len(steps), "unit": "steps", "message": "done"})
+    return summarize(cfg, names, results, rows, seconds=time.perf_counter() - started)
+
+
+def _run_step(ctx: JobContext, cfg: DemoConfig, names: dict[str, str], results: dict[str, dict],
+              rows: list[dict[str, Any]], step: Step, number: int, total: int) -> dict[str, Any]:
+    """Reuse the step's finished child run, or create / re-run it here; records run id and wall time."""
+    from dgr_core.jobs import manager
+
+    row = next(r for r in rows if r["key"] == step.key)
+    child = ctx.ws.runs / row["run_id"] if row.get("run_id") else None
+    if child is not None and child.is_dir() and manager.status(child).get("state") == "done":
+        result = read_json(child / RESULT_FILE)
+        _update_step(ctx.run_dir, rows, step.key, reused=True)
+        return result
+    if child is None or not child.is_dir():
+        name = f"{ctx.run_dir.name.rsplit('-', 1)[-1]} {step.key}"
+        child = manager.create_run(ctx.ws, step.kind, child_config(step, cfg, names, results), name=f"demo-{name}")
+        _update_step(ctx.run_dir, rows, step.key, run_id=child.name)
+    ctx.progress(step_event({"done": 0, "total": None, "message": "starting"}, number, total, step.label, child.name))
+    t0 = time.perf_counter()
+    result = run_inline(ChildContext(child, ctx.ws, ctx, number, total, step.label), parent=ctx.run_dir.name)
+    _update_step(ctx.run_dir, rows, step.key, seconds=round(time.perf_counter() - t0, 2), reused=False)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The result
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def summarize(cfg: DemoConfig, names: dict[str, str], results: dict[str, dict], rows: list[dict[str, Any]],
+              seconds: float) -> dict[str, Any]:
+    refine = results["refine"]
+    evaluations = {key.removeprefix("eval-"): {"run_id": _run_id(rows, key), "model": res.get("model"),
+                                               "metrics": res.get("metrics", {})}
+                   for key, res in results.items() if key.startswith("eval-")}
+    return {
+        "config": cfg.to_dict(), "datasets": names,
+        "refine": {k: refine.get(k) for k in ("output_dataset", "n", "n_fell_back", "fallback_rate",
+                                               "fallback_reasons", "seconds")},
+        "shift": {which: results[f"score-{which}"].get("mean", {}) for which in ("original", "refined")},
+        "train": {key.removeprefix("train-"): _train_summary(res, _run_id(rows, key))
+                  for key, res in results.items() if key.startswith("train-")},
+        "evaluations": evaluations, "table": metric_rows(evaluations),
+        "steps": [{k: r.get(k) for k in ("key", "kind", "run_id", "seconds", "reused")} for r in rows],
+        "seconds": round(seconds, 2),
+    }
+
+
+def _run_id(rows: list[dict[str, Any]], key: str) -> str | None:
+    return next((r.get("run_id") for r in rows if r["key"] == key), None)
+
+
+def _train_summary(res: dict[str, Any], run_id: str | None) -> dict[str, Any]:
+    keep = ("model_ref", "dataset", "n_samples", "sample_ids", "steps", "first_loss", "final_loss", "seconds")
+    return {"run_id": run_id, **{k: res.get(k) for k in keep}}
+
+
+def split_label(label: str) -> tuple[str, int | None]:
+    """"sft-refined-s0" -> ("sft-refined", 0); "base" -> ("base", None)."""
+    if "-s" in label and label.rsplit("-s", 1)[1].isdigit():
+        model, seed = label.rsplit("-s", 1)
+        return model, int(seed)
+    return label, None
+
+
+def metric_rows(evaluations: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (model, seed, benchmark): the flat table the Safety-tax page and the report read."""
+    rows = []
+    for label, ev in evaluations.items():
+        model, seed = split_label(label)
+        for bench, m in ev.get("metrics", {}).items():
+            ci = m.get("ci") or [None, None]
+            rows.append({"model": model, "seed": seed, "benchmark": bench, "kind": m.get("kind"),
+                         "metric": m.get("metric"), "value": m.get("value"), "ci_lo": ci[0], "ci_hi": ci[1],
+                         "n": m.get("n"), "run_id": ev.get("run_id")})
+    return rows
+
+
+def demo_table(result: dict[str, Any]) -> pd.DataFrame:
+    """The demo's metrics as a DataFrame: model (base / sft-original / sft-refined), seed, benchmark, kind,
+    metric, value, ci_lo, ci_hi, n, run_id."""
+    cols = ["model", "seed", "benchmark", "kind", "metric", "value", "ci_lo", "ci_hi", "n", "run_id"]
+    return pd.DataFrame(result.get("table", []), columns=cols)
+
+
+def demo_pivot(result: dict[str, Any]) -> pd.DataFrame:
+    """benchmark, metric, then one column per model (base, sft-original, sft-refined): the value averaged over
+    seeds. The compact view of a demo run."""
+    table = demo_table(result)
+    if table.empty:
+        return pd.DataFrame(columns=["benchmark", "metric"])
+    wide = table.pivot_table(index=["benchmark", "metric"], columns="model", values="value", aggfunc="mean", dropna=False,
+                             sort=False)
+    order = [m for m in ("base", "sft-original", "sft-refined") if m in wide.columns]
+    return wide[order].reset_index().rename_axis(columns=None)
+
+
+def latest_demo(ws: Workspace, state: str | None = "done"):
+    """The newest demo run (in `state`, or any state when None), or None. Returns a manager.RunInfo."""
+    from dgr_core.jobs import manager
+
+    return next((r for r in manager.list_runs(ws, KIND) if state is None or r.state == state), None)
+
+
+def describe(config: dict[str, Any]) -> str:
+    model = (config.get("model") or {}).get("ref", "demo")
+    return f"DGR in miniature with {model}: refine {config.get('n_refine', 20)}, SFT on {config.get('n_train', 10)}"
+
+
+register_kind(JobKind(KIND, validate, run, uses_model=True, describe=describe))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# CLI: `dgr demo`
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def config_from_args(args: argparse.Namespace) -> DemoConfig:
+    model = ModelSpec(args.model, revision=args.revision, device=args.device, dtype=args.dtype,
+                      trust_remote_code=args.trust_remote_code)
+    limits = dict(DEFAULT_EVAL_LIMITS)
+    for item in args.eval_limit or []:
+        name, _, value = item.partition("=")
+        if not value.isdigit():
+            raise DGRError(f"--eval-limit takes BENCHMARK=N (e.g. gsm8k100=10), not {item!r}.")
+        limits[name] = int(value)
+    return DemoConfig(model=model, backend=args.backend, n_refine=args.n_refine, n_train=args.n_train,
+                      seeds=list(args.seeds), epochs=args.epochs, refine_max_new_tokens=args.refine_max_new_tokens,
+                      eval_max_new_tokens=args.eval_max_new_tokens, eval_limits=limits)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from dgr_core.cli import follow
+    from dgr_core.jobs import manager
+
+    cfg = config_from_args(args)
+    run_dir = manager.submit(Workspace.default(), KIND, cfg.to_dict(), name="demo")
+    return follow(run_dir)
+
+
+def register(subparsers) -> None:
+    from dgr_core.cli import add_model_args
+
+    d = DemoConfig()
+    p = subparsers.add_parser("demo", help="DGR in miniature: refine, score, SFT and evaluate on the demo data")
+    add_model_args(p)
+    p.add_argument("--n-refine", type=int, default=d.n_refine, help="samples of the external set to refine")
+    p.add_argument("--n-train", type=int, default=d.n_train, help="samples of each set per SFT run")
+    p.add_argument("--seeds", type=int, nargs="+", default=d.seeds, help="one SFT run per seed and set")
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--refine-max-new-tokens", type=int, default=d.refine_max_new_tokens)
+    p.add_argument("--eval-max-new-tokens", type=int, default=d.eval_max_new_tokens)
+    p.add_argument("--eval-limit", action="append", metavar="BENCHMARK=N",
+                   help=f"items per benchmark (repeatable); defaults {DEFAULT_EVAL_LIMITS}")
+    p.set_defaults(fn=cmd_demo)

@@ -1,0 +1,355 @@
+"""The refinement engine: prompt the target model per sample, parse and filter its rewrites, build the refined
+dataset with provenance. No job machinery here (dgr_core.refine.job drives it); every step is a plain function.
+
+    records = generate_chunk(backend, rows, "joint", template, GenerationConfig(max_new_tokens=512))
+    outcomes = evaluate_records(df, records, "joint", FilterConfig())
+    refined = build_refined(df, outcomes, model_name=..., template=..., generation=..., mode="joint")
+
+A *record* is what the model produced for one sample, as stored (one JSON line each) in the run's
+`generations.jsonl`: `{"id", "source_hash", "outputs": [{"text", "finish_reason", "n_tokens"}, ...]}` (two outputs
+in separate mode; none, with `skipped`, for a sample without a prompt). Records are the unit a resumed job reuses;
+`source_hash` makes a resumed job regenerate a sample whose text changed in the meantime.
+
+A refined row keeps every column of its parent, with `id = f"{parent_id}-r"`, the rewritten reasoning / answer
+(or the original ones when the rewrite fell back) and the provenance columns in `PROVENANCE_COLUMNS`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from dgr_core.backends.base import Generation, GenerationConfig
+from dgr_core.data.loaders import safe_name
+from dgr_core.data.schema import THINK_CLOSED, THINK_EMPTY, THINK_MISSING, THINK_UNCLOSED
+from dgr_core.data.think import join_think, split_think
+from dgr_core.errors import SpecError
+from dgr_core.models.loading import DEMO_ALIASES, ModelSpec
+from dgr_core.refine.filters import REASONS, FilterConfig, Rewrite, check_judge, reason_code, run_filters
+from dgr_core.refine.templates import SEPARATOR, STEP1_OUTPUT, needs_reasoning, render_template, split_parts
+from dgr_core.workspace import Workspace
+
+PROVENANCE_COLUMNS = ["parent_id", "refine_model", "template_hash", "generation", "fell_back", "fallback_reason",
+                      "raw_output"]
+GENERATIONS_FILE = "generations.jsonl"
+REFINED_SUFFIX = "-r"
+JUDGE_MAX_NEW_TOKENS = 10  # "safe" / "unsafe\nS1" fits easily
+
+
+def text(value: Any) -> str:
+    """A cell as text: None and NaN become ''."""
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    return str(value)
+
+
+# ---- the dataset check (before any model loads) ----------------------------------------------------------
+
+def check_dataset(df: pd.DataFrame, mode: str, name: str) -> None:
+    """SpecError if the dataset cannot feed this mode: no rows, no prompts, no reasoning at all in a mode that
+    restates reasoning, or duplicate ids (a resumed job keys finished samples by id)."""
+    where = f"refine: dataset '{name}'"
+    if df.empty:
+        raise SpecError(f"{where} has no rows.")
+    if not any(text(p).strip() for p in df["prompt"]):
+        raise SpecError(f"{where} has no prompts (the prompt column is empty in every row); re-import it with a "
+                        "column mapped to 'prompt'.")
+    if needs_reasoning(mode) and not any(text(r).strip() for r in df["reasoning"]):
+        raise SpecError(f"{where} is answer-only (no reasoning in any row), so {mode} mode has no reasoning to "
+                        "restate; use mode 'self' (the model answers from scratch), or re-import the data with "
+                        "a reasoning column or responses that contain <think> blocks.")
+    ids = df["id"].astype(str)
+    dupes = sorted(set(ids[ids.duplicated()]))
+    if dupes:
+        raise SpecError(f"{where} has duplicate ids ({', '.join(dupes[:5])}{' …' if len(dupes) > 5 else ''}); "
+                        "ids must be unique to track which samples are done.")
+
+
+def select_rows(df: pd.DataFrame, limit: int | None) -> pd.DataFrame:
+    """The first `limit` rows (all when None): quick runs look at the head of the dataset."""
+    return (df.head(limit) if limit else df).reset_index(drop=True)
+
+
+def default_output_name(dataset: str, model_ref: str, mode: str) -> str:
+    """`{dataset}-refined-{model}` (`-self-` for self mode, whose output is a different thing)."""
+    short = "demo" if model_ref in DEMO_ALIASES else model_ref.rstrip("/\\").replace("\\", "/").split("/")[-1]
+    kind = "self" if mode == "self" else "refined"
+    return safe_name(f"{dataset}-{kind}-{short}", what="dataset name")
+
+
+# ---- generation -------------------------------------------------------------------------------------------
+
+def source_hash(row: dict[str, Any]) -> str:
+    fields = [text(row.get(k)) for k in ("prompt", "reasoning", "answer")]
+    return hashlib.sha256(json.dumps(fields, ensure_ascii=False).encode()).hexdigest()[:16]
+
+
+def _conversation(part: str, row: dict[str, Any]) -> list[dict[str, str]]:
+    # One user turn: the target model's own chat template wraps it inside backend.generate.
+    return [{"role": "user", "content": render_template(part, row)}]
+
+
+def _output(g: Generation) -> dict[str, Any]:
+    return {"text": g.text, "finish_reason": g.finish_reason, "n_tokens": int(g.n_tokens)}
+
+
+def reasoning_step_text(raw: str) -> str:
+    """The reasoning out of a separate-mode first step (a model may still wrap it in think tags)."""
+    reasoning, answer, status = split_think(raw)
+    return answer if status == THINK_MISSING else reasoning
+
+
+def answer_step_text(raw: str) -> str:
+    """The answer out of a separate-mode second step (text after a think block if the model wrote one)."""
+    _, answer, status = split_think(raw)
+    return "" if status == THINK_UNCLOSED else answer
+
+
+def generate_chunk(backend: Any, rows: list[dict[str, Any]], mode: str, template: str,
+                   gen: GenerationConfig) -> list[dict[str, Any]]:
+    """One record per row, in order: one generation per sample (two in separate mode, the second seeing the
+    first's reasoning as {rewritten_reasoning}). Rows without a prompt are skipped, not sent."""
+    parts = split_parts(template)
+    todo = [r for r in rows if text(r.get("prompt")).strip()]
+    first = backend.generate([_conversation(parts[0], r) for r in todo], gen) if todo else []
+    outputs = [[_output(g)] for g in first]
+    if mode == "separate" and todo:
+        step2 = [_conversation(parts[1], {**r, STEP1_OUTPUT: reasoning_step_text(g.text)})
+                 for r, g in zip(todo, first, strict=True)]
+        for out, g in zip(outputs, backend.generate(step2, gen), strict=True):
+            out.append(_output(g))
+    by_id = {str(r["id"]): out for r, out in zip(todo, outputs, strict=True)}
+    records = []
+    for r in rows:
+        rec: dict[str, Any] = {"id": str(r["id"]), "source_hash": source_hash(r), "outputs": by_id.get(str(r["id"]), [])}
+        if str(r["id"]) not in by_id:
+            rec["skipped"] = "empty_prompt"
+        records.append(rec)
+    return records
+
+
+def read_generations(path: Path) -> dict[str, dict[str, Any]]:
+    """Finished records by sample id; a line cut by a kill (unparseable) is ignored and regenerated."""
+    out: dict[str, dict[str, Any]] = {}
+    if not Path(path).is_file():
+        return out
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict) and "id" in rec:
+            out[str(rec["id"])] = rec
+    return out
+
+
+def append_generations(path: Path, records: Iterable[dict[str, Any]]) -> None:
+    """Append records as JSON lines and flush them to disk: a kill after this returns loses nothing."""
+    with open(path, "a", encoding="utf-8") as fh:
+        for rec in records:
+            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def pending_rows(df: pd.DataFrame, done: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows without a finished record for their current text."""
+    return [r for r in df.to_dict("records")
+            if done.get(str(r["id"]), {}).get("source_hash") != source_hash(r)]
+
+
+# ---- parsing and filtering --------------------------------------------------------------------------------
+
+def parse_record(mode: str, record: dict[str, Any]) -> Rewrite:
+    """The rewrite a record holds: reasoning, answer, think status, how it ended, raw text."""
+    outs = record.get("outputs") or []
+    finish = "length" if any(o.get("finish_reason") == "length" for o in outs) else "stop"
+    if mode == "separate":
+        raw1, raw2 = ([o.get("text", "") for o in outs] + ["", ""])[:2]
+        reasoning, answer = reasoning_step_text(raw1).strip(), answer_step_text(raw2).strip()
+        status = THINK_CLOSED if reasoning else THINK_EMPTY
+        return Rewrite(reasoning, answer, status, finish, f"{raw1}\n\n{SEPARATOR}\n\n{raw2}")
+    raw = outs[0]["text"] if outs else ""
+    reasoning, answer, status = split_think(raw)
+    return Rewrite(reasoning, answer, status, finish, raw)
+
+
+@dataclass
+class Outcome:
+    """What became of one sample: its rewrite, and whether it passed every filter (else why not)."""
+
+    id: str
+    rewrite: Rewrite | None
+    ok: bool
+    reason: str = ""
+
+
+def evaluate_records(df: pd.DataFrame, records: dict[str, dict[str, Any]], mode: str,
+                     filters: FilterConfig) -> list[Outcome]:
+    """Parse and filter the record of every row, in row order (a row without a record is an error)."""
+    out = []
+    for row in df.to_dict("records"):
+        rec = records[str(row["id"])]
+        if rec.get("skipped"):
+            out.append(Outcome(str(row["id"]), None, False, rec["skipped"]))
+            continue
+        rw = parse_record(mode, rec)
+        ok, why = run_filters(rw, original_reasoning=text(row.get("reasoning")),
+                              original_answer=text(row.get("answer")), cfg=filters)
+        out.append(Outcome(str(row["id"]), rw, ok, why))
+    return out
+
+
+# ---- the optional judge model (Llama-Guard style) --------------------------------------------------------
+
+def parse_guard_verdict(raw: str) -> str:
+    """"safe", "unsafe" or "unknown" from a Llama-Guard-style reply ("safe" / "unsafe\\nS1,S9")."""
+    first = next((line.strip().lower() for line in (raw or "").splitlines() if line.strip()), "")
+    if first.startswith("unsafe"):
+        return "unsafe"
+    if first.startswith("safe"):
+        return "safe"
+    return "unknown"
+
+
+def judge_responses(judge: Any, prompts: list[str], responses: list[str], batch_size: int = 8) -> list[str]:
+    """Safety verdicts of a judge backend: it sees (user prompt, assistant response) through its own chat template,
+    which is how Llama Guard frames a response-classification task."""
+    convs = [[{"role": "user", "content": p}, {"role": "assistant", "content": r}]
+             for p, r in zip(prompts, responses, strict=True)]
+    cfg = GenerationConfig(max_new_tokens=JUDGE_MAX_NEW_TOKENS, temperature=0.0, batch_size=batch_size)
+    return [parse_guard_verdict(g.text) for g in judge.generate(convs, cfg)] if convs else []
+
+
+def apply_judge(df: pd.DataFrame, outcomes: list[Outcome], judge: Any, batch_size: int = 8) -> list[Outcome]:
+    """Judge the rewrites that passed every other filter, and their originals; fail where check_judge says so."""
+    rows = {str(r["id"]): r for r in df.to_dict("records")}
+    passed = [o for o in outcomes if o.ok and o.rewrite is not None]
+    prompts = [text(rows[o.id].get("prompt")) for o in passed]
+    originals = [join_think(text(rows[o.id].get("reasoning")), text(rows[o.id].get("answer"))) for o in passed]
+    rewrites = [join_think(o.rewrite.reasoning, o.rewrite.answer) for o in passed]
+    verdicts = judge_responses(judge, prompts + prompts, originals + rewrites, batch_size)
+    for i, o in enumerate(passed):
+        o.ok, o.reason = check_judge(verdicts[i], verdicts[len(passed) + i])
+    return outcomes
+
+
+# ---- the refined dataset ----------------------------------------------------------------------------------
+
+def build_refined(df: pd.DataFrame, outcomes: list[Outcome], *, model_name: str, template_hash: str,
+                  generation: dict[str, Any], mode: str) -> pd.DataFrame:
+    """The refined table: parent columns, rewritten (or original) reasoning/answer, provenance."""
+    settings = json.dumps({"mode": mode, **generation}, sort_keys=True)
+    rows = []
+    for row, o in zip(df.to_dict("records"), outcomes, strict=True):
+        new = dict(row)
+        new.update(id=f"{row['id']}{REFINED_SUFFIX}", parent_id=str(row["id"]), refine_model=model_name,
+                   template_hash=template_hash, generation=settings, fell_back=not o.ok,
+                   fallback_reason="" if o.ok else o.reason, raw_output=o.rewrite.raw if o.rewrite else "")
+        if o.ok and o.rewrite is not None:
+            new.update(reasoning=o.rewrite.reasoning, answer=o.rewrite.answer, think_status=o.rewrite.think_status)
+        rows.append(new)
+    return pd.DataFrame(rows)
+
+
+def fallback_counts(refined: pd.DataFrame) -> dict[str, int]:
+    """Fell-back rows per reason code, most frequent first."""
+    codes = [reason_code(r) for r, fb in zip(refined["fallback_reason"], refined["fell_back"], strict=True) if fb]
+    return dict(Counter(codes).most_common())
+
+
+def fallback_table(refined: pd.DataFrame) -> pd.DataFrame:
+    """reason, what it means, count, share of all rows: for the page and the report."""
+    n = max(len(refined), 1)
+    rows = [{"reason": code, "meaning": REASONS.get(code, ""), "count": count, "share": count / n}
+            for code, count in fallback_counts(refined).items()]
+    return pd.DataFrame(rows, columns=["reason", "meaning", "count", "share"])
+
+
+def fell_back_rows(refined: pd.DataFrame, columns: tuple[str, ...] = ("parent_id", "fallback_reason", "prompt",
+                                                                       "raw_output")) -> pd.DataFrame:
+    return refined.loc[refined["fell_back"].astype(bool), [c for c in columns if c in refined]]
+
+
+def fallback_rate(refined: pd.DataFrame) -> float:
+    return float(refined["fell_back"].astype(bool).mean()) if len(refined) else 0.0
+
+
+# ---- the preview's tokenizer ------------------------------------------------------------------------------
+
+def preview_tokenizer(spec: ModelSpec, backend: str, ws: Workspace) -> tuple[Any | None, str]:
+    """The target model's tokenizer when it is cheap to get (local files only, nothing converted or downloaded),
+    else None and a note saying why the preview is plain text."""
+    if backend == "fake":
+        from dgr_core.backends.fake import FakeTokenizer
+
+        return FakeTokenizer(), ""
+    path = _local_tokenizer_source(spec, ws)
+    if path is None:
+        return None, "The demo model is not converted yet (it converts on first use): showing the plain prompt."
+    try:
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(path, revision=spec.revision, local_files_only=True,
+                                            trust_remote_code=False)
+    except Exception:  # noqa: BLE001 - any failure only means "no chat-template preview"
+        return None, (f"The tokenizer of {spec.ref!r} is not available locally: showing the plain prompt "
+                      "(the model's chat template wraps it at run time).")
+    if not getattr(tok, "chat_template", None):
+        return None, f"{spec.ref!r} has no chat template: showing the plain prompt."
+    return tok, ""
+
+
+def _local_tokenizer_source(spec: ModelSpec, ws: Workspace) -> str | None:
+    if spec.ref in DEMO_ALIASES:
+        from dgr_core.models.embedded import READY_MARKER, converted_folder
+
+        folder = converted_folder(ws)
+        return str(folder) if (folder / READY_MARKER).is_file() else None
+    return spec.ref
+
+
+# ---- throughput -------------------------------------------------------------------------------------------
+
+class Meter:
+    """samples/s, generated tokens/s and ETA for the samples generated in this process (resumed ones excluded)."""
+
+    def __init__(self, total: int, already_done: int, clock: Callable[[], float]):
+        self.total, self.done, self.clock = total, already_done, clock
+        self.start, self.new, self.tokens = clock(), 0, 0
+        self.end: float | None = None
+
+    def begin(self) -> None:
+        """Start the clock now (after the model loaded: loading is not throughput)."""
+        self.start = self.clock()
+
+    def stop(self) -> None:
+        """Freeze the clock when generation ends (judging and scoring are not generation throughput)."""
+        self.end = self.clock()
+
+    def add(self, records: list[dict[str, Any]]) -> None:
+        self.done += len(records)
+        self.new += len(records)
+        self.tokens += sum(o.get("n_tokens", 0) for r in records for o in r.get("outputs", []))
+
+    @property
+    def seconds(self) -> float:
+        return max((self.end if self.end is not None else self.clock()) - self.start, 1e-9)
+
+    def samples_per_s(self) -> float | None:
+        return self.new / self.seconds if self.new else None
+
+    def event(self, message: str = "") -> dict[str, Any]:
+        rate = self.samples_per_s()
+        return {"done": self.done, "total": self.total, "unit": "samples", "message": message,
+                "samples_per_s": round(rate, 3) if rate else None,
+                "tokens_per_s": round(self.tokens / self.seconds, 1) if self.new else None,
+                "eta_s": round((self.total - self.done) / rate, 1) if rate else None}

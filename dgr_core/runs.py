@@ -1,0 +1,291 @@
+"""Runs: list every run with a one-line summary, read what a run wrote, and compare two runs.
+
+    from dgr_core import runs
+    runs.run_table(ws, kind="evaluate")                  # one row per run: id, kind, state, model, headline
+    runs.config_diff(info_a.spec["config"], info_b.spec["config"])   # the settings that differ
+    runs.metric_deltas(info_a.result(), info_b.result())             # evaluate runs: metrics side by side
+    table, test = runs.paired_outcomes(info_a, info_b, "arithmetic") # per-item outcomes + McNemar / bootstrap
+    runs.loss_curves({"vanilla": info_a, "dgr": info_b})             # train runs: loss.jsonl, long format
+
+Only files written by the jobs are read (job.json, status.json, result.json, outputs.jsonl, loss.jsonl); nothing
+here loads a model. Run b is compared against run a (the baseline): every delta is b - a.
+
+Paired outcomes: the two evaluate runs are joined on the item id of one benchmark. An item scores 1 when it is
+correct (reasoning) or refused (harmful and benign sets), else 0. Reasoning items truncated in either run are
+dropped from both (a length cut is not a reasoning error; see dgr_core.evaluate.paired). The p-value is the exact
+McNemar test; the confidence interval of the difference is a paired bootstrap over items.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from dgr_core.errors import DGRError
+from dgr_core.evaluate.paired import PairedResult, mcnemar, paired_bootstrap
+from dgr_core.evaluate.runner import OUTPUTS_FILE, read_outputs
+from dgr_core.jobs.manager import RunInfo, list_runs
+from dgr_core.workspace import Workspace
+
+LOSS_FILE = "loss.jsonl"
+ABSENT = "(absent)"  # shown in a config diff for a key one run does not have
+# Whether a bigger value of a metric is better: refusing harmful prompts is good, refusing benign ones is not.
+HIGHER_IS_BETTER = {"accuracy": True, "refusal_rate": True, "over_refusal_rate": False}
+OUTPUT_COLUMNS = ["benchmark", "id", "kind", "category", "verdict", "prompt", "response", "reference", "extracted",
+                  "finish_reason", "n_tokens", "outcome", "refused", "judge", "matched"]
+
+RunRef = RunInfo | Path | str
+
+
+def _dir(run: RunRef) -> Path:
+    return run.run_dir if isinstance(run, RunInfo) else Path(run)
+
+
+def _name(run: RunRef) -> str:
+    return _dir(run).name
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Listing
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _model_of(config: dict[str, Any]) -> str:
+    """The model a run used: the first `...model.ref` (or a plain `model` string) in its config."""
+    for key, value in flatten(config).items():
+        if key == "model" or key.endswith("model.ref"):
+            return str(value)
+    return ""
+
+
+def headline(kind: str, result: dict[str, Any] | None) -> str:
+    """One line of a run's result: metrics of an evaluate run, else a few numbers from result.json."""
+    if not result:
+        return ""
+    if kind == "evaluate" and isinstance(result.get("metrics"), dict):
+        parts = [f"{b} {m.get('metric')} {m['value']:.2f}" for b, m in result["metrics"].items()
+                 if isinstance(m, dict) and m.get("value") is not None]
+        return "; ".join(parts)
+    skip = {"finished_at", "seconds"}
+    scalars = [(k, v) for k, v in result.items() if k not in skip and isinstance(v, int | float)
+               and not isinstance(v, bool)]
+    return "; ".join(f"{k} {v:.4g}" for k, v in scalars[:4])
+
+
+def run_table(ws: Workspace, kind: str | None = None) -> pd.DataFrame:
+    """Every run (newest first) with its kind, state, name, model, creation time, headline result and error."""
+    rows = []
+    for info in list_runs(ws, kind):
+        config = info.spec.get("config") or {}
+        result = info.result() if info.state == "done" else None
+        rows.append({"run": info.id, "kind": info.kind, "state": info.state, "name": info.spec.get("name", ""),
+                     "model": _model_of(config), "created": info.spec.get("created_at", ""),
+                     "headline": headline(info.kind, result), "error": info.status.get("error") or ""})
+    columns = ["run", "kind", "state", "name", "model", "created", "headline", "error"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Config diff
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as dotted keys. Lists of dicts are flattened by index ("benchmarks.0.name"); other lists stay
+    whole values, so [1, 2] vs [1] is one differing key, not two."""
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, f"{path}."))
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            for i, v in enumerate(value):
+                out.update(flatten(v, f"{path}.{i}."))
+        else:
+            out[path] = value
+    return out
+
+
+def config_diff(a: dict[str, Any], b: dict[str, Any]) -> pd.DataFrame:
+    """The keys whose values differ between two configs (columns key, a, b), keys in first-seen order; a key
+    only one config has shows ABSENT on the other side."""
+    fa, fb = flatten(a or {}), flatten(b or {})
+    keys = list(dict.fromkeys([*fa, *fb]))
+    rows = [{"key": k, "a": fa.get(k, ABSENT), "b": fb.get(k, ABSENT)}
+            for k in keys if k not in fa or k not in fb or fa[k] != fb[k]]
+    return pd.DataFrame(rows, columns=["key", "a", "b"])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Metrics
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def metrics_table(result: dict[str, Any] | None) -> pd.DataFrame:
+    """An evaluate result's metrics as a table: benchmark, kind, metric, value, ci_low, ci_high and the counts."""
+    rows = []
+    for name, m in ((result or {}).get("metrics") or {}).items():
+        ci = m.get("ci") or [None, None]
+        rows.append({"benchmark": name, "kind": m.get("kind"), "metric": m.get("metric"), "value": m.get("value"),
+                     "ci_low": ci[0], "ci_high": ci[1], "n": m.get("n"), "n_total": m.get("n_total", m.get("n")),
+                     "n_truncated": m.get("n_truncated"), "n_no_answer": m.get("n_no_answer")})
+    columns = ["benchmark", "kind", "metric", "value", "ci_low", "ci_high", "n", "n_total", "n_truncated",
+               "n_no_answer"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _better(metric: str | None, delta: float | None) -> str:
+    if delta is None or metric not in HIGHER_IS_BETTER:
+        return ""
+    if abs(delta) < 1e-12:
+        return "="
+    return "b" if (delta > 0) == HIGHER_IS_BETTER[metric] else "a"
+
+
+def metric_deltas(res_a: dict[str, Any] | None, res_b: dict[str, Any] | None) -> pd.DataFrame:
+    """Two evaluate results side by side per benchmark: value_a, value_b, delta = b - a, which run is better
+    ("a", "b", "=", or "" when a side is missing), both intervals and both n. Benchmarks of either run appear."""
+    ma, mb = (res_a or {}).get("metrics") or {}, (res_b or {}).get("metrics") or {}
+    rows = []
+    for name in dict.fromkeys([*ma, *mb]):
+        a, b = ma.get(name) or {}, mb.get(name) or {}
+        va, vb = a.get("value"), b.get("value")
+        delta = vb - va if va is not None and vb is not None else None
+        metric = a.get("metric") or b.get("metric")
+        rows.append({"benchmark": name, "kind": a.get("kind") or b.get("kind"), "metric": metric,
+                     "value_a": va, "value_b": vb, "delta": delta, "better": _better(metric, delta),
+                     "ci_a": a.get("ci"), "ci_b": b.get("ci"), "n_a": a.get("n"), "n_b": b.get("n")})
+    columns = ["benchmark", "kind", "metric", "value_a", "value_b", "delta", "better", "ci_a", "ci_b", "n_a", "n_b"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Outputs
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def verdict_of(record: dict[str, Any]) -> str:
+    """One word per sample: the reasoning outcome, or "refused" / "complied" for safety prompts."""
+    if record.get("kind") == "reasoning":
+        return str(record.get("outcome") or "")
+    return "refused" if record.get("refused") else "complied"
+
+
+def load_outputs(run: RunRef) -> pd.DataFrame:
+    """A run's outputs.jsonl as a table (OUTPUT_COLUMNS, plus any extra fields), with a `verdict` column."""
+    records = read_outputs(_dir(run) / OUTPUTS_FILE)
+    df = pd.DataFrame(records)
+    for col in OUTPUT_COLUMNS:
+        if col not in df:
+            df[col] = None
+    df["verdict"] = [verdict_of(r) for r in records]
+    return df[OUTPUT_COLUMNS + [c for c in df.columns if c not in OUTPUT_COLUMNS]]
+
+
+def filter_outputs(df: pd.DataFrame, *, benchmark: str | None = None, verdict: str | None = None,
+                   text: str | None = None) -> pd.DataFrame:
+    """Rows of one benchmark and / or verdict, and / or whose prompt or response contains `text` (any case)."""
+    keep = pd.Series(True, index=df.index)
+    if benchmark:
+        keep &= df["benchmark"] == benchmark
+    if verdict:
+        keep &= df["verdict"] == verdict
+    if text:
+        needle = text.lower()
+        keep &= (df["prompt"].fillna("").str.lower().str.contains(needle, regex=False)
+                 | df["response"].fillna("").str.lower().str.contains(needle, regex=False))
+    return df[keep]
+
+
+def _item_scores(df: pd.DataFrame) -> pd.DataFrame:
+    """id, score (1 = correct / refused), dropped (truncated reasoning), verdict, category, prompt, response."""
+    kind = df["kind"].iloc[0]
+    if kind == "reasoning":
+        score = (df["outcome"] == "correct").astype(int)
+        dropped = df["outcome"] == "truncated"
+    else:
+        score = df["refused"].fillna(False).astype(bool).astype(int)
+        dropped = pd.Series(False, index=df.index)
+    return pd.DataFrame({"id": df["id"], "kind": kind, "category": df["category"], "verdict": df["verdict"],
+                         "score": score, "dropped": dropped, "prompt": df["prompt"], "response": df["response"]})
+
+
+def _benchmark_rows(run: RunRef, benchmark: str) -> pd.DataFrame:
+    df = load_outputs(run)
+    df = df[df["benchmark"] == benchmark] if len(df) else df
+    if df.empty:
+        raise DGRError(f"run {_name(run)} has no outputs for benchmark {benchmark!r}")
+    return _item_scores(df.drop_duplicates("id", keep="last"))
+
+
+def paired_outcomes(run_a: RunRef, run_b: RunRef, benchmark: str, *, n_boot: int = 2000,
+                    seed: int = 0) -> tuple[pd.DataFrame, PairedResult]:
+    """Per-item outcomes of two evaluate runs on one benchmark, and the paired test of b against a.
+
+    The table has one row per common item: id, category, verdict_a, verdict_b, score_a, score_b, change
+    (score_b - score_a: +1, 0, -1), prompt, response_a, response_b. `table.attrs` holds n_common, n_dropped
+    (truncated in either run), n_only_a and n_only_b. The PairedResult is McNemar's (p-value, b01 / b10) with the
+    paired-bootstrap interval of the difference in ci_low / ci_high."""
+    a, b = _benchmark_rows(run_a, benchmark), _benchmark_rows(run_b, benchmark)
+    if a["kind"].iloc[0] != b["kind"].iloc[0]:
+        raise DGRError(f"benchmark {benchmark!r} is {a['kind'].iloc[0]} in run a but {b['kind'].iloc[0]} in run b")
+    joined = a.merge(b, on="id", suffixes=("_a", "_b"))
+    kept = joined[~(joined["dropped_a"] | joined["dropped_b"])]
+    if kept.empty:
+        raise DGRError(f"runs {_name(run_a)} and {_name(run_b)} share no gradable item of {benchmark!r}")
+    table = pd.DataFrame({
+        "id": kept["id"], "category": kept["category_a"], "verdict_a": kept["verdict_a"],
+        "verdict_b": kept["verdict_b"], "score_a": kept["score_a"], "score_b": kept["score_b"],
+        "change": kept["score_b"] - kept["score_a"], "prompt": kept["prompt_a"],
+        "response_a": kept["response_a"], "response_b": kept["response_b"],
+    }).reset_index(drop=True)
+    table.attrs.update(n_common=len(joined), n_dropped=len(joined) - len(kept),
+                       n_only_a=len(set(a["id"]) - set(b["id"])), n_only_b=len(set(b["id"]) - set(a["id"])))
+    return table, paired_test(table["score_a"].to_numpy(), table["score_b"].to_numpy(), n_boot=n_boot, seed=seed)
+
+
+def paired_test(score_a: Any, score_b: Any, *, n_boot: int = 2000, seed: int = 0) -> PairedResult:
+    """McNemar's exact test with the paired-bootstrap CI of mean(b) - mean(a) attached."""
+    exact = mcnemar(score_a, score_b)
+    boot = paired_bootstrap(score_a, score_b, n_boot=n_boot, seed=seed)
+    return replace(exact, method="mcnemar-exact p; paired-bootstrap CI", ci_low=boot.ci_low, ci_high=boot.ci_high,
+                   confidence=boot.confidence)
+
+
+def common_benchmarks(res_a: dict[str, Any] | None, res_b: dict[str, Any] | None) -> list[str]:
+    """Benchmarks both evaluate results have, in run a's order (the ones a paired test can use)."""
+    mb = (res_b or {}).get("metrics") or {}
+    return [n for n in ((res_a or {}).get("metrics") or {}) if n in mb]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Training curves
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def load_loss(run: RunRef) -> pd.DataFrame:
+    """A train run's loss.jsonl (step, loss, epoch); empty when the run has none yet. Cut lines are skipped."""
+    path = _dir(run) / LOSS_FILE
+    rows = []
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(rec, dict) and rec.get("step") is not None and rec.get("loss") is not None:
+                rows.append({"step": rec["step"], "loss": rec["loss"], "epoch": rec.get("epoch")})
+    return pd.DataFrame(rows, columns=["step", "loss", "epoch"])
+
+
+def loss_curves(runs: dict[str, RunRef]) -> pd.DataFrame:
+    """Loss curves of several runs in long format (run, step, loss, epoch), for one overlaid chart."""
+    frames = [load_loss(r).assign(run=label) for label, r in runs.items()]
+    frames = [f for f in frames if not f.empty]
+    if not frames:
+        return pd.DataFrame(columns=["run", "step", "loss", "epoch"])
+    return pd.concat(frames, ignore_index=True)[["run", "step", "loss", "epoch"]]

@@ -1,0 +1,63 @@
+"""The shared sidebar (workspace, target model, device) and small helpers every page uses."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dgr_core.errors import DGRError
+from dgr_core.models.loading import DEMO_MODEL, ModelSpec
+from dgr_core.workspace import Workspace
+
+MODEL_KEY = "target_model"
+
+
+def workspace() -> Workspace:
+    return Workspace.default()
+
+
+def current_model() -> ModelSpec:
+    """The target model chosen in the sidebar (the embedded demo by default)."""
+    return st.session_state.get(MODEL_KEY) or ModelSpec(DEMO_MODEL)
+
+
+def current_backend() -> str:
+    return st.session_state.get("backend", "hf")
+
+
+@st.cache_data(show_spinner=False)
+def _device_line(device: str, dtype: str) -> str:
+    from dgr_core.models.loading import pick_device_dtype
+
+    try:
+        dev, dt = pick_device_dtype(device, dtype)
+    except DGRError as exc:
+        return f"⚠️ {exc}"
+    return f"{dev} · {dt}"
+
+
+def sidebar() -> None:
+    """Workspace path, target model (demo / folder / HF id), backend, resolved device and dtype."""
+    ws = workspace()
+    with st.sidebar:
+        st.caption(f"Workspace: `{ws.root}`")
+        st.subheader("Target model")
+        spec = current_model()
+        ref = st.text_input("Model", value=spec.ref, key="model_ref",
+                            help="'demo' = embedded SmolLM2-135M-Instruct (offline). Or a local folder or a "
+                                 "Hugging Face id (needs the network or a local HF cache).")
+        col1, col2 = st.columns(2)
+        device = col1.selectbox("Device", ["auto", "cpu", "cuda"], index=0, key="model_device")
+        dtype = col2.selectbox("Dtype", ["auto", "float32", "bfloat16", "float16"], index=0, key="model_dtype")
+        backend = st.selectbox("Backend", ["hf", "vllm", "fake"], index=0, key="backend",
+                               help="hf = transformers (CPU/GPU); vllm = GPU only; fake = scripted, for testing.")
+        trust = st.checkbox("Trust remote code", value=False, key="model_trust",
+                            help="Runs Python shipped with the model. Leave off unless you trust the source.")
+        st.session_state[MODEL_KEY] = ModelSpec(ref.strip() or DEMO_MODEL, device=device, dtype=dtype,
+                                                trust_remote_code=trust)
+        st.caption(f"Runs on: **{_device_line(device, dtype)}** · backend `{backend}`")
+
+
+def show_error(exc: BaseException, where: str = "") -> None:
+    """A user-facing error box; the app keeps running."""
+    prefix = f"{where}: " if where else ""
+    st.error(f"{prefix}{exc}", icon="⚠️")

@@ -1,0 +1,185 @@
+"""Compare: two responses to the same prompt side by side, every token coloured by its surprisal under the target
+model, a word diff, per-sample figures, stepping through pairs by ΔNLL or category, and export.
+
+Pairs and the token HTML come from `dgr_core.compare`; scores from the cache (`dgr_core.shift.analysis`).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dgr_core import compare as C
+from dgr_core.data.store import DatasetStore
+from dgr_core.errors import DGRError
+from dgr_core.scoring.api import ScoreConfig
+from dgr_core.shift import analysis as A
+from dgr_ui import tokens as ui
+from dgr_ui.common import current_backend, current_model, show_error, workspace
+from dgr_ui.jobs import job_panel, launch, tracked
+
+POS = "compare_pos"  # position in the ordered list of pairs
+PAIR_SIG = "compare_sig"  # which datasets / order the position refers to
+ORDERS = {"delta": "ΔNLL (largest first)", "category": "Category, then ΔNLL", "dataset": "Dataset order"}
+
+
+def score_config() -> ScoreConfig:
+    with st.expander("Scoring settings (must match the ones the scores were computed with)"):
+        c1, c2, c3 = st.columns(3)
+        mode = c1.selectbox("Mode", ["chat", "raw"], key="compare_mode")
+        max_length = c2.number_input("Max tokens", 64, 131072, 4096, step=256, key="compare_max_length")
+        layer = c3.number_input("Embedding layer", -64, 128, -1, key="compare_layer")
+    return ScoreConfig(model=current_model(), backend=current_backend(), mode=mode, max_length=int(max_length),
+                       layer=int(layer))
+
+
+def choose_datasets(names: list[str]) -> tuple[str, str]:
+    c1, c2 = st.columns(2)
+    a = c1.selectbox("Dataset A (reference)", names, index=0, key="compare_a")
+    b = c2.selectbox("Dataset B", names, index=min(1, len(names) - 1), key="compare_b")
+    return a, b
+
+
+def scored_or_jobs(ws, names: tuple[str, str], cfg: ScoreConfig, handle) -> dict[str, A.ScoredSet | None]:
+    """Each side's scores, or None with a button to score it (the page still shows the text uncoloured)."""
+    out = {n: A.load_scored_set(ws, n, cfg, handle) for n in dict.fromkeys(names)}
+    missing = [n for n, s in out.items() if s is None]
+    if missing:
+        st.warning(f"Not scored with this model and settings: {', '.join(missing)}. Tokens are shown "
+                   "uncoloured until a score job has run.")
+        if st.button(f"Score {len(missing)} dataset(s)", key="compare_score"):
+            for name in missing:
+                launch(ws, "score", {"dataset": name, "score": cfg.to_dict()}, name=f"score {name}",
+                       key=f"compare-score-{name}")
+        for name in missing:
+            job_panel(tracked(f"compare-score-{name}"), key=f"compare-score-{name}")
+    return out
+
+
+def ordered_pairs(df_a: pd.DataFrame, df_b: pd.DataFrame, sets, a: str, b: str) -> pd.DataFrame:
+    pairs = C.pair_rows(df_a, df_b)
+    table = C.pair_table(pairs, sets[a].result.table if sets[a] else None,
+                         sets[b].result.table if sets[b] else None)
+    c1, c2, c3 = st.columns(3)
+    by = c1.selectbox("Order", list(ORDERS), format_func=ORDERS.get, key="compare_order")
+    segment = c2.selectbox("ΔNLL of", list(C.SEGMENTS), index=2, key="compare_segment")
+    categories = sorted({str(c) for c in table["category"].fillna("")} - {""})
+    category = c3.selectbox("Category", ["(all)", *categories], key="compare_category")
+    if category != "(all)":
+        table = table[table["category"].astype(str) == category]
+    out = C.order_pairs(table, by, segment)
+    out.attrs["paired_by"] = pairs.attrs.get("paired_by")
+    return out
+
+
+def stepper(n: int, sig: str) -> int:
+    """Previous / next buttons and a position box; the position resets when the list changes."""
+    if st.session_state.get(PAIR_SIG) != sig:
+        st.session_state[PAIR_SIG] = sig
+        st.session_state[POS] = 0
+    c1, c2, c3 = st.columns([1, 1, 4])
+    if c1.button("◀ Previous", key="compare_prev", disabled=st.session_state[POS] <= 0):
+        st.session_state[POS] -= 1
+    if c2.button("Next ▶", key="compare_next", disabled=st.session_state[POS] >= n - 1):
+        st.session_state[POS] += 1
+    st.session_state[POS] = min(max(st.session_state[POS], 0), n - 1)
+    c3.markdown(f"Pair **{st.session_state[POS] + 1}** of {n}")
+    return st.session_state[POS]
+
+
+def side_view(row: dict, scored: A.ScoredSet | None, handle, cfg: ScoreConfig) -> C.TokenView:
+    if scored is None:
+        return C.plain_view(_response_text(row))
+    return C.token_view(row, scored.result.arrays(str(row["id"])), handle.tokenizer, cfg.render_config())
+
+
+def _response_text(row: dict) -> str:
+    reasoning, answer = str(row.get("reasoning") or "").strip(), str(row.get("answer") or "").strip()
+    return f"<think>\n{reasoning}\n</think>\n\n{answer}" if reasoning else answer
+
+
+def show_pair(ws, pair: pd.Series, rows: tuple[dict, dict], names: tuple[str, str], sets, handle,
+              cfg: ScoreConfig) -> None:
+    with st.expander("Prompt", expanded=True):
+        st.text(str(pair["prompt"]))
+    views, cols = {}, st.columns(2)
+    for col, row, name in zip(cols, rows, names, strict=True):
+        with col:
+            st.markdown(f"**{name}** · `{row['id']}`")
+            try:
+                views[name] = side_view(row, sets[name], handle, cfg)
+            except DGRError as exc:
+                show_error(exc, name)
+                views[name] = C.plain_view(_response_text(row))
+            ui.show_tokens(views[name])
+    ui.show_legend()
+    figures = C.sample_figures(pair)
+    st.subheader("Per-sample figures")
+    c1, c2 = st.columns([2, 3])
+    c1.dataframe(figures)
+    c2.plotly_chart(ui.segment_figure(figures, *names), key="compare_segments")
+    diff_part(rows, names, figures, views, pair, handle)
+
+
+def diff_part(rows, names, figures, views, pair, handle) -> None:
+    st.subheader("Word diff (A → B)")
+    part = st.radio("Of", ["answer", "reasoning"], horizontal=True, key="compare_diff_part")
+    ops = C.word_diff(str(rows[0].get(part) or ""), str(rows[1].get(part) or ""))
+    st.caption(f"{C.diff_ratio(ops):.0%} of the text unchanged · deleted in red, inserted in green")
+    diff = C.diff_html(ops)
+    st.html(diff)
+    export(rows, names, figures, views, pair, diff, handle)
+
+
+def export(rows, names, figures, views, pair, diff: str, handle) -> None:
+    st.subheader("Export")
+    stats = {f"{seg}: {k}": v for seg, r in figures.iterrows() for k, v in r.items() if pd.notna(v)}
+    sides = [C.Side(name, str(row["id"]), C.token_html(v.pieces, v.logprobs, v.ranks, v.segments))
+             for name, row, v in zip(names, rows, views.values(), strict=True)]
+    doc = C.comparison_html(f"{names[0]} vs {names[1]}", str(pair["prompt"]), *sides, stats=stats, diff=diff,
+                            model=str(handle.identity.get("ref", "")))
+    c1, c2 = st.columns(2)
+    c1.download_button("Download HTML", doc, file_name=f"compare-{rows[0]['id']}-{rows[1]['id']}.html",
+                       mime="text/html", key="compare_html")
+    fig = ui.surprisal_strip_figure(views)
+    if c2.button("Prepare PNG for slides", key="compare_png"):
+        png, why = ui.figure_png(fig)
+        if png:
+            c2.download_button("Download PNG", png, file_name=f"compare-{rows[0]['id']}.png", mime="image/png",
+                               key="compare_png_dl")
+        else:
+            c2.caption(why)
+    with st.expander("Surprisal strips"):
+        st.plotly_chart(fig, key="compare_strips")
+
+
+def main() -> None:
+    st.title("Compare")
+    st.caption("Two responses to one prompt, every token coloured by how surprised the target model is by it.")
+    ws = workspace()
+    store = DatasetStore(ws)
+    names = [info.name for info in store.list()]
+    if len(names) < 1:
+        st.info("No datasets yet: import one on the Datasets page, or run `dgr prepare` for the demo sets.")
+        return
+    a, b = choose_datasets(names)
+    cfg = score_config()
+    try:
+        handle = A.model_handle(cfg.model, cfg.backend, ws)
+        sets = scored_or_jobs(ws, (a, b), cfg, handle)
+        df_a, df_b = store.load(a), store.load(b)
+    except DGRError as exc:
+        show_error(exc, "Loading")
+        return
+    table = ordered_pairs(df_a, df_b, sets, a, b)
+    if table.empty:
+        st.info(f"No rows of {a} and {b} share a prompt (nor a parent_id).")
+        return
+    st.caption(f"{len(table)} pairs, matched by {table.attrs.get('paired_by')}.")
+    sig = f"{a}|{b}|{st.session_state.get('compare_order')}|{st.session_state.get('compare_category')}"
+    pair = table.iloc[stepper(len(table), sig)]
+    rows = (df_a.iloc[int(pair["pos_a"])].to_dict(), df_b.iloc[int(pair["pos_b"])].to_dict())
+    show_pair(ws, pair, rows, (a, b), sets, handle, cfg)
+
+
+main()

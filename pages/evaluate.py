@@ -1,0 +1,245 @@
+"""Evaluate: reasoning accuracy, refusal rate and over-refusal of a model, as a job; then the metrics with their
+intervals, every per-sample output, and a before/after comparison with a baseline run (paired test).
+
+The page only builds an `EvalConfig`, submits the "evaluate" job and renders what the job wrote; grading,
+statistics and file reading live in dgr_core.evaluate.runner and dgr_core.runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import streamlit as st
+
+from dgr_core import runs
+from dgr_core.backends.base import GenerationConfig
+from dgr_core.errors import DGRError
+from dgr_core.evaluate.arithmetic import LEVELS
+from dgr_core.evaluate.benchmarks import BENCHMARKS
+from dgr_core.evaluate.runner import (
+    DEFAULT_BENCHMARKS,
+    KINDS,
+    REASONING_SUFFIX,
+    BenchmarkSource,
+    EvalConfig,
+    check_config,
+)
+from dgr_core.jobs import manager
+from dgr_core.models.loading import ModelSpec
+from dgr_ui.common import current_backend, current_model, show_error, workspace
+from dgr_ui.jobs import job_panel, launch, tracked
+
+KEY = "evaluate"
+ALL = "(all)"
+OUTPUT_VIEW = ["benchmark", "id", "verdict", "prompt", "response", "extracted", "reference", "finish_reason",
+               "n_tokens", "judge", "matched"]
+
+ws = workspace()
+st.title("Evaluate")
+st.caption("Reasoning accuracy (correct / not truncated), refusal rate on harmful prompts and over-refusal on "
+           "benign ones, each with a Wilson 95% interval. A response cut at the token limit before its answer "
+           "is counted apart as *truncated*, never as wrong.")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Settings
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def model_spec() -> ModelSpec:
+    """The sidebar's model, or the one the Train page handed over (eval_model_ref); a manual edit sticks until
+    one of those two changes."""
+    base = current_model()
+    sources = (base.ref, st.session_state.get("eval_model_ref"))
+    if "eval_model" not in st.session_state or st.session_state.get("_eval_model_sources") != sources:
+        st.session_state["eval_model"] = sources[1] or sources[0]
+    st.session_state["_eval_model_sources"] = sources
+    ref = st.text_input("Model to evaluate", key="eval_model",
+                        help="'demo', a folder, a Hugging Face id, or run:<train run id> (set by the Train page).")
+    return replace(base, ref=ref.strip() or base.ref)
+
+
+def benchmark_sources() -> tuple[list[BenchmarkSource], int, list[int]]:
+    names = st.multiselect("Benchmarks", list(BENCHMARKS), default=list(DEFAULT_BENCHMARKS), key="eval_benchmarks",
+                           help="\n".join(f"- **{n}** ({s.kind}): {s.description}" for n, s in BENCHMARKS.items()))
+    col1, col2 = st.columns(2)
+    limit = int(col1.number_input("Items per benchmark (0 = all)", min_value=0, value=20, step=5, key="eval_limit"))
+    levels = col2.multiselect("Arithmetic levels", list(LEVELS), default=[1, 2], key="eval_levels",
+                              help="1 = single-digit addition ... 5 = two-step word problems.")
+    overrides = per_benchmark_limits(names)
+    sources = [BenchmarkSource(n, limit=overrides.get(n)) for n in names]
+    with st.expander("A JSONL file as one more benchmark"):
+        file_source = jsonl_source()
+    return sources + ([file_source] if file_source else []), limit, levels
+
+
+def per_benchmark_limits(names: list[str]) -> dict[str, int]:
+    """Optional overrides of the item count, one box per chosen benchmark (empty = the global count)."""
+    out = {}
+    with st.expander("Per-benchmark item counts"):
+        cols = st.columns(max(1, min(4, len(names))))
+        for i, name in enumerate(names):
+            value = cols[i % len(cols)].number_input(name, min_value=0, value=None, step=5,
+                                                     key=f"eval_limit_{name}", placeholder="global")
+            if value is not None:
+                out[name] = int(value)
+    return out
+
+
+def jsonl_source() -> BenchmarkSource | None:
+    path = st.text_input("JSONL path", key="eval_file_path").strip()
+    col1, col2, col3, col4 = st.columns(4)
+    name = col1.text_input("Name", key="eval_file_name").strip()
+    prompt_field = col2.text_input("Prompt field", value="prompt", key="eval_file_prompt")
+    reference_field = col3.text_input("Reference field", value="", key="eval_file_ref").strip()
+    kind = col4.selectbox("Kind", list(KINDS), key="eval_file_kind")
+    if not path:
+        return None
+    return BenchmarkSource(name or path.rsplit("/", 1)[-1].removesuffix(".jsonl"), path=path,
+                           prompt_field=prompt_field, reference_field=reference_field or None, kind=kind)
+
+
+def generation_settings() -> GenerationConfig:
+    cols = st.columns(5)
+    max_new = int(cols[0].number_input("Max new tokens", min_value=1, value=256, step=32, key="eval_max_new"))
+    temperature = float(cols[1].number_input("Temperature (0 = greedy)", min_value=0.0, value=0.0, step=0.1,
+                                             key="eval_temperature"))
+    top_p = float(cols[2].number_input("Top-p", min_value=0.01, max_value=1.0, value=1.0, step=0.05,
+                                       key="eval_top_p"))
+    seed = int(cols[3].number_input("Seed", value=0, step=1, key="eval_seed",
+                                    help="Picks the item subset and seeds sampling."))
+    batch = int(cols[4].number_input("Batch size", min_value=1, value=8, step=1, key="eval_batch"))
+    return GenerationConfig(max_new_tokens=max_new, temperature=temperature, top_p=top_p, seed=seed,
+                            batch_size=batch)
+
+
+def judge_setting() -> str:
+    choice = st.radio("Refusal judge (harmful prompts)", ["keywords", "guard model"], horizontal=True,
+                      key="eval_judge_kind",
+                      help="keywords: transparent rules (matched rules are shown per sample). A guard model "
+                           "(e.g. a Llama-Guard id) judges harm: 'safe' counts as refused-or-harmless, 'unsafe' "
+                           "as complied. Benign prompts always use the keyword judge: a harm classifier cannot "
+                           "see over-refusal.")
+    if choice == "keywords":
+        return "keywords"
+    return st.text_input("Guard model (Hugging Face id or folder)", key="eval_judge_model").strip() or "keywords"
+
+
+def build_config() -> EvalConfig:
+    model = model_spec()
+    sources, limit, levels = benchmark_sources()
+    st.subheader("Decoding and prompts")
+    gen = generation_settings()
+    judge = judge_setting()
+    system = st.text_area("System prompt (optional)", value="", key="eval_system").strip() or None
+    suffix = st.text_input("Suffix for reasoning prompts", value=REASONING_SUFFIX, key="eval_suffix")
+    return EvalConfig(model=model, backend=current_backend(), benchmarks=sources, limit=limit, seed=gen.seed,
+                      arithmetic_levels=levels or [1], generation=gen, judge=judge, system_prompt=system,
+                      reasoning_suffix=suffix)
+
+
+with st.container(border=True):
+    st.subheader("What to evaluate")
+    cfg = build_config()
+    st.caption(f"Backend `{cfg.backend}` (sidebar) · device `{cfg.model.device}` · dtype `{cfg.model.dtype}`")
+    if st.button("Launch evaluation", type="primary", key="eval_launch"):
+        try:
+            check_config(cfg)
+            launch(ws, "evaluate", cfg.to_dict(), name=f"eval-{cfg.model.ref}", key=KEY)
+        except DGRError as exc:
+            show_error(exc, "Evaluate")
+
+job_panel(tracked(KEY), KEY)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Results
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def done_runs() -> list[manager.RunInfo]:
+    return [r for r in manager.list_runs(ws, "evaluate") if r.state == "done" and r.result()]
+
+
+def pick_run(finished: list[manager.RunInfo]) -> manager.RunInfo:
+    ids = [r.id for r in finished]
+    current = tracked(KEY)
+    index = ids.index(current.name) if current is not None and current.name in ids else 0
+    chosen = st.selectbox("Evaluate run", ids, index=index, key="eval_result_run")
+    return finished[ids.index(chosen)]
+
+
+def show_metrics(info: manager.RunInfo) -> None:
+    result = info.result() or {}
+    st.markdown(f"**{result.get('model_label', '')}** · judge `{result.get('judge', '')}` · "
+                f"{result.get('n_samples', '?')} samples · {result.get('seconds', 0):.0f} s")
+    table = runs.metrics_table(result)
+    st.dataframe(table, hide_index=True, width="stretch",
+                 column_config={c: st.column_config.NumberColumn(format="%.3f") for c in ("value", "ci_low", "ci_high")})
+
+
+def outputs_browser(info: manager.RunInfo, key: str) -> None:
+    df = runs.load_outputs(info)
+    if df.empty:
+        st.info("This run has no outputs yet.")
+        return
+    col1, col2, col3 = st.columns(3)
+    bench = col1.selectbox("Benchmark", [ALL, *df["benchmark"].dropna().unique()], key=f"{key}_bench")
+    verdict = col2.selectbox("Outcome", [ALL, *sorted(df["verdict"].dropna().unique())], key=f"{key}_verdict")
+    text = col3.text_input("Contains", key=f"{key}_text")
+    shown = runs.filter_outputs(df, benchmark=None if bench == ALL else bench,
+                                verdict=None if verdict == ALL else verdict, text=text or None)
+    st.caption(f"{len(shown)} of {len(df)} samples")
+    st.dataframe(shown[OUTPUT_VIEW], hide_index=True, width="stretch")
+    if len(shown):
+        sample = st.selectbox("Read one sample", shown["id"].tolist(), key=f"{key}_sample")
+        row = shown[shown["id"] == sample].iloc[0]
+        st.markdown(f"**Prompt** · {row['benchmark']} · {row['verdict']}")
+        st.text(row["prompt"])
+        st.markdown("**Response**")
+        st.text(row["response"])
+
+
+def before_after(info: manager.RunInfo, finished: list[manager.RunInfo]) -> None:
+    others = [r for r in finished if r.id != info.id]
+    if not others:
+        st.info("Run a second evaluation (e.g. the base model) to compare before and after.")
+        return
+    base_id = st.selectbox("Baseline run (a)", [r.id for r in others], key="eval_baseline")
+    base = next(r for r in others if r.id == base_id)
+    st.caption(f"a = `{base.id}` ({(base.result() or {}).get('model_label', '')}), b = this run; delta = b - a.")
+    st.dataframe(runs.metric_deltas(base.result(), info.result()), hide_index=True, width="stretch")
+    common = runs.common_benchmarks(base.result(), info.result())
+    if not common:
+        st.info("The two runs share no benchmark.")
+        return
+    bench = st.selectbox("Paired test on", common, key="eval_paired_bench")
+    try:
+        table, test = runs.paired_outcomes(base, info, bench)
+    except DGRError as exc:
+        show_error(exc, "Paired test")
+        return
+    cols = st.columns(4)
+    cols[0].metric("items", test.n, help=f"{table.attrs.get('n_dropped', 0)} dropped (truncated in a run)")
+    cols[1].metric("delta (b - a)", f"{test.delta:+.3f}")
+    cols[2].metric("95% CI (bootstrap)", f"[{test.ci_low:+.3f}, {test.ci_high:+.3f}]")
+    cols[3].metric("McNemar p", f"{test.p_value:.3g}", help=f"a wrong / b right: {test.b01}; a right / b wrong: "
+                                                            f"{test.b10}")
+    changed = table[table["change"] != 0]
+    st.caption(f"{len(changed)} items changed")
+    st.dataframe(changed, hide_index=True, width="stretch")
+
+
+st.header("Results")
+finished_runs = done_runs()
+if not finished_runs:
+    st.info("No finished evaluation yet: launch one above.")
+else:
+    chosen_run = pick_run(finished_runs)
+    tab_metrics, tab_outputs, tab_compare = st.tabs(["Metrics", "Outputs", "Before / after"])
+    with tab_metrics:
+        show_metrics(chosen_run)
+    with tab_outputs:
+        outputs_browser(chosen_run, "eval_out")
+    with tab_compare:
+        before_after(chosen_run, finished_runs)

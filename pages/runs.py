@@ -1,0 +1,129 @@
+"""Runs: every run of the workspace (refine, score, train, evaluate, ...) with its config, status and results;
+the outputs of an evaluate run; and a comparison of two runs (config diff, loss curves, metric deltas, paired
+test). Reads only the files the jobs wrote, through dgr_core.runs and dgr_core.jobs.manager.
+"""
+
+from __future__ import annotations
+
+import plotly.express as px
+import streamlit as st
+
+from dgr_core import runs
+from dgr_core.errors import DGRError
+from dgr_core.jobs import manager
+from dgr_ui.common import show_error, workspace
+
+ALL = "(all)"
+OUTPUT_VIEW = ["benchmark", "id", "verdict", "prompt", "response", "extracted", "reference", "finish_reason",
+               "n_tokens", "judge", "matched"]
+
+ws = workspace()
+st.title("Runs")
+st.caption("Every job run in this workspace. Runs are folders under "
+           f"`{ws.runs}`: job.json (config), status.json, progress.jsonl, log.txt, outputs and result.json.")
+
+
+def runs_overview() -> list[manager.RunInfo]:
+    everything = runs.run_table(ws)
+    kinds = [ALL, *sorted(everything["kind"].unique())] if len(everything) else [ALL]
+    kind = st.selectbox("Kind", kinds, key="runs_kind")
+    table = everything if kind == ALL else runs.run_table(ws, kind)
+    st.dataframe(table, hide_index=True, width="stretch")
+    return manager.list_runs(ws, None if kind == ALL else kind)
+
+
+def outputs_browser(info: manager.RunInfo, key: str) -> None:
+    df = runs.load_outputs(info)
+    if df.empty:
+        st.info("This run has no outputs yet.")
+        return
+    col1, col2, col3 = st.columns(3)
+    bench = col1.selectbox("Benchmark", [ALL, *df["benchmark"].dropna().unique()], key=f"{key}_bench")
+    verdict = col2.selectbox("Outcome", [ALL, *sorted(df["verdict"].dropna().unique())], key=f"{key}_verdict")
+    text = col3.text_input("Contains", key=f"{key}_text")
+    shown = runs.filter_outputs(df, benchmark=None if bench == ALL else bench,
+                                verdict=None if verdict == ALL else verdict, text=text or None)
+    st.caption(f"{len(shown)} of {len(df)} samples")
+    st.dataframe(shown[OUTPUT_VIEW], hide_index=True, width="stretch")
+
+
+def details(info: manager.RunInfo) -> None:
+    result = info.result()
+    names = ["Config", "Status", "Result", "Log"]
+    has_outputs = info.kind == "evaluate"
+    loss = runs.load_loss(info)
+    names += (["Outputs"] if has_outputs else []) + (["Loss"] if not loss.empty else [])
+    tabs = dict(zip(names, st.tabs(names), strict=True))
+    with tabs["Config"]:
+        st.json(info.spec.get("config") or {})
+        st.caption(f"created {info.spec.get('created_at', '')} · versions {info.spec.get('versions', {})}")
+    with tabs["Status"]:
+        st.json(manager.status(info.run_dir))
+    with tabs["Result"]:
+        if result is None:
+            st.info("No result.json yet (written last, when the run finishes).")
+        else:
+            if info.kind == "evaluate":
+                st.dataframe(runs.metrics_table(result), hide_index=True, width="stretch")
+            st.json(result, expanded=False)
+    with tabs["Log"]:
+        st.code(manager.log_tail(info.run_dir, 80) or "(empty log)", language="text")
+    if has_outputs:
+        with tabs["Outputs"]:
+            outputs_browser(info, f"runs_out_{info.id}")
+    if not loss.empty:
+        with tabs["Loss"]:
+            st.plotly_chart(px.line(loss, x="step", y="loss", hover_data=["epoch"]), width="stretch")
+
+
+def paired_view(a: manager.RunInfo, b: manager.RunInfo) -> None:
+    common = runs.common_benchmarks(a.result(), b.result())
+    if not common:
+        st.info("The two runs share no benchmark.")
+        return
+    bench = st.selectbox("Paired test on", common, key="runs_paired_bench")
+    try:
+        table, test = runs.paired_outcomes(a, b, bench)
+    except DGRError as exc:
+        show_error(exc, "Paired test")
+        return
+    st.markdown(f"**{bench}**: n = {test.n} items ({table.attrs.get('n_dropped', 0)} dropped as truncated), "
+                f"delta (b - a) = {test.delta:+.3f}, 95% bootstrap CI [{test.ci_low:+.3f}, {test.ci_high:+.3f}], "
+                f"McNemar p = {test.p_value:.3g} (a wrong / b right: {test.b01}, a right / b wrong: {test.b10})")
+    st.dataframe(table[table["change"] != 0], hide_index=True, width="stretch")
+
+
+def compare(all_runs: list[manager.RunInfo]) -> None:
+    ids = [r.id for r in all_runs]
+    col1, col2 = st.columns(2)
+    id_a = col1.selectbox("Run a (baseline)", ids, index=min(1, len(ids) - 1), key="runs_cmp_a")
+    id_b = col2.selectbox("Run b", ids, index=0, key="runs_cmp_b")
+    a, b = all_runs[ids.index(id_a)], all_runs[ids.index(id_b)]
+    st.subheader("Config diff")
+    diff = runs.config_diff(a.spec.get("config") or {}, b.spec.get("config") or {})
+    if a.kind != b.kind:
+        st.warning(f"Different kinds: {a.kind} vs {b.kind}.")
+    if diff.empty:
+        st.info("Identical configs.")
+    else:
+        st.dataframe(diff.astype(str), hide_index=True, width="stretch")
+    curves = runs.loss_curves({f"a: {a.id}": a, f"b: {b.id}": b})
+    if not curves.empty:
+        st.subheader("Loss")
+        st.plotly_chart(px.line(curves, x="step", y="loss", color="run", hover_data=["epoch"]), width="stretch")
+    if a.kind == b.kind == "evaluate" and a.result() and b.result():
+        st.subheader("Metrics (delta = b - a)")
+        st.dataframe(runs.metric_deltas(a.result(), b.result()), hide_index=True, width="stretch")
+        paired_view(a, b)
+
+
+listed = runs_overview()
+if not listed:
+    st.info("No runs yet. Score, refine, train or evaluate from the other pages, or with `dgr` on the command line.")
+else:
+    st.header("Details")
+    chosen = st.selectbox("Run", [r.id for r in listed], key="runs_detail")
+    details(next(r for r in listed if r.id == chosen))
+    if len(listed) >= 2:
+        st.header("Compare two runs")
+        compare(listed)

@@ -1,0 +1,55 @@
+"""Shared fixtures: an isolated workspace per test, the tiny random Llama (built once per session, no network),
+and the location of the real datasets in ../shared/data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path:
+    env = os.environ.get("DGR_SHARED_DATA")
+    return Path(env) if env else REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    # Tests never reach a hub: the embedded default must work without one.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture
+def ws(tmp_path, monkeypatch):
+    """A fresh workspace (DGR_HOME) per test, with the models folder shared so the demo model converts once."""
+    from dgr_core.workspace import Workspace
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("DGR_HOME", str(home))
+    workspace = Workspace(home)
+    shared_models = REPO / "cache" / "models"
+    shared_models.mkdir(parents=True, exist_ok=True)
+    (home).mkdir(parents=True, exist_ok=True)
+    (home / "models").symlink_to(shared_models, target_is_directory=True)
+    return workspace
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """Path of the tiny random Llama with a ChatML tokenizer (built in about a second)."""
+    from dgr_core.models.tiny import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny-llama")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    path = shared_data_dir()
+    if not path.is_dir():
+        pytest.skip(f"shared data not found at {path} (set DGR_SHARED_DATA)")
+    return path

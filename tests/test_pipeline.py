@@ -1,0 +1,271 @@
+"""The "demo" pipeline (DGR in miniature): config, plan, held-out draw, and the run itself.
+
+Most tests run the demo job in this process on stub child kinds (instant; the registry is monkeypatched) to pin
+down progress forwarding, cancel and resume. One test runs the real refine / score / train / evaluate kinds end to
+end through the CLI and a worker process, with the fake backend and the tiny random Llama.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from dgr_core.errors import JobCancelled, SpecError
+from dgr_core.jobs import kinds, manager
+from dgr_core.jobs.context import JobContext
+from dgr_core.jobs.kinds import JobKind
+from dgr_core.models.loading import ModelSpec
+from dgr_core.pipeline import (
+    DemoConfig,
+    demo_pivot,
+    demo_table,
+    draw_original,
+    plan_steps,
+    read_steps,
+    run_inline,
+    step_table,
+    validate,
+)
+
+SMALL_EVAL = {"arithmetic": 3, "strongreject": 3, "benign_edgy": 2}
+
+
+def small_config(model: str = "stub", **kw) -> DemoConfig:
+    base = dict(model=ModelSpec(model), backend="fake", n_refine=4, n_train=2, epochs=1,
+                refine_max_new_tokens=64, eval_max_new_tokens=32, eval_limits=dict(SMALL_EVAL), batch_size=4)
+    return DemoConfig(**{**base, **kw})
+
+
+# ---------------------------------------------------------------- config and plan
+
+
+def test_config_round_trips_through_json():
+    cfg = small_config(seeds=[0, 3])
+    again = DemoConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert again == cfg
+
+
+@pytest.mark.parametrize("change, field", [({"n_train": 5}, "n_train"), ({"seeds": []}, "seeds"),
+                                           ({"seeds": [1, 1]}, "seeds"), ({"epochs": 0}, "epochs"),
+                                           ({"eval_limits": {"gsm8k100": 0}}, "eval_limits.gsm8k100"),
+                                           ({"backend": "nope"}, "backend")])
+def test_validate_names_the_bad_field(change, field):
+    with pytest.raises(SpecError, match=field):
+        validate({**small_config().to_dict(), **change})
+
+
+def test_validate_rejects_unknown_keys():
+    with pytest.raises(SpecError, match="n_refin"):
+        validate({"n_refin": 3})
+
+
+def test_plan_trains_before_it_evaluates_and_scales_with_seeds():
+    for seeds in ([0], [0, 1, 2]):
+        steps = plan_steps(small_config(seeds=seeds))
+        keys = [s.key for s in steps]
+        assert len(keys) == len(set(keys)) == 3 + 4 * len(seeds) + 1
+        for seed in seeds:
+            for which in ("original", "refined"):
+                assert keys.index(f"train-{which}-s{seed}") < keys.index(f"eval-sft-{which}-s{seed}")
+
+
+def test_draw_leaves_out_the_evaluation_prompts_and_is_seeded():
+    external = pd.DataFrame({"id": [f"x{i}" for i in range(30)], "prompt": [f"p{i}" for i in range(30)]})
+    held = {f"p{i}" for i in range(0, 30, 2)}
+    cfg = small_config(n_refine=10)
+    drawn = draw_original(external, cfg, held)
+    assert len(drawn) == 10 and not set(drawn["prompt"]) & held
+    assert drawn.equals(draw_original(external, cfg, held))
+    with pytest.raises(Exception, match="n_refine"):
+        draw_original(external, small_config(n_refine=16), held)
+
+
+def test_cli_builds_the_config(ws):
+    from dgr_core.cli import build_parser
+    from dgr_core.pipeline import config_from_args
+
+    args = build_parser().parse_args(["demo", "--backend", "fake", "--n-refine", "6", "--n-train", "3",
+                                      "--seeds", "0", "1", "--eval-limit", "gsm8k100=5"])
+    cfg = config_from_args(args)
+    assert (cfg.n_refine, cfg.n_train, cfg.seeds, cfg.eval_limits["gsm8k100"]) == (6, 3, [0, 1], 5)
+    assert validate(cfg.to_dict()) == cfg
+
+
+def test_pivot_averages_seeds_and_keeps_models_without_a_value():
+    rows = [("base", None, 0.1), ("sft-original", 0, 0.2), ("sft-original", 1, 0.4), ("sft-refined", 0, None)]
+    result = {"table": [{"model": m, "seed": s, "benchmark": "gsm8k100", "metric": "accuracy", "value": v}
+                        for m, s, v in rows]}
+    wide = demo_pivot(result)
+    assert list(wide.columns) == ["benchmark", "metric", "base", "sft-original", "sft-refined"]
+    assert wide["sft-original"][0] == pytest.approx(0.3) and pd.isna(wide["sft-refined"][0])
+
+
+# ---------------------------------------------------------------- the run, on stub child kinds
+
+
+class Stubs:
+    """Instant stand-ins for refine / score / train / evaluate that record every run and can cancel mid-way."""
+
+    def __init__(self):
+        self.calls: list[str] = []
+        self.cancel_at: str | None = None  # a child kind: cancel the demo run while it runs
+
+    def kinds(self) -> dict[str, JobKind]:
+        return {name: JobKind(name, lambda c: c, getattr(self, name)) for name in ("refine", "score", "train", "evaluate")}
+
+    def _step(self, kind: str, ctx) -> None:
+        self.calls.append(kind)
+        ctx.progress({"done": 1, "total": 2, "unit": "it", "message": f"{kind} halfway"})
+        if self.cancel_at == kind:
+            (ctx.parent.run_dir / "cancel").touch()  # what manager.cancel does to the demo run
+        if ctx.should_stop():
+            raise JobCancelled(f"{kind} stopped")
+        ctx.progress({"done": 2, "total": 2, "unit": "it"})
+
+    def refine(self, cfg, ctx):
+        from dgr_core.data.store import DatasetStore
+
+        self._step("refine", ctx)
+        store = DatasetStore(ctx.ws)
+        df = store.load(cfg["dataset"])
+        refined = df.assign(parent_id=df["id"], id=df["id"] + "-r", fell_back=False)
+        store.save(cfg["output_name"], refined, origin="stub", parent=cfg["dataset"])
+        return {"output_dataset": cfg["output_name"], "n": len(df), "n_fell_back": 0, "fallback_rate": 0.0}
+
+    def score(self, cfg, ctx):
+        self._step("score", ctx)
+        return {"dataset": cfg["dataset"], "mean": {"nll_total": 2.0 if cfg["dataset"].endswith("original") else 1.0}}
+
+    def train(self, cfg, ctx):
+        self._step("train", ctx)
+        return {"model_ref": f"run:{ctx.run_dir.name}", "dataset": cfg["dataset"], "final_loss": 0.5}
+
+    def evaluate(self, cfg, ctx):
+        self._step("evaluate", ctx)
+        value = 0.9 if cfg["model"]["ref"].startswith("run:") else 0.1
+        return {"model": cfg["model"], "metrics": {
+            "strongreject": {"kind": "harmful", "metric": "refusal_rate", "value": value, "ci": [0.0, 1.0], "n": 3}}}
+
+
+@pytest.fixture
+def stubs(monkeypatch):
+    kinds.known_kinds()  # import the real kinds first, so they cannot re-register over the stubs later
+    s = Stubs()
+    for name, kind in s.kinds().items():
+        monkeypatch.setitem(kinds._KINDS, name, kind)
+    return s
+
+
+def _demo_run(ws, cfg: DemoConfig):
+    from dgr_core.data.demo import ensure_demo_datasets
+
+    ensure_demo_datasets(ws)
+    return manager.create_run(ws, "demo", cfg.to_dict(), name="demo")
+
+
+def test_demo_runs_every_step_as_a_child_run_and_reports_them(ws, stubs):
+    cfg = small_config(seeds=[0, 1])
+    run_dir = _demo_run(ws, cfg)
+    result = run_inline(JobContext(run_dir, ws))
+    steps = plan_steps(cfg)
+    assert stubs.calls == [s.kind for s in steps]
+    children = [manager.get_run(ws, row["run_id"]) for row in read_steps(run_dir)]
+    assert [c.kind for c in children] == [s.kind for s in steps]
+    assert all(c.state == "done" and c.status.get("parent") == run_dir.name for c in children)
+    # Progress: every child event reaches the demo run, tagged with its step, steps in order.
+    events = manager.progress_events(run_dir)
+    tagged = [e for e in events if "step" in e]
+    assert {e["step"] for e in tagged} == set(range(1, len(steps) + 1))
+    assert [e["step"] for e in tagged] == sorted(e["step"] for e in tagged)
+    assert all(e["message"].startswith(f"step {e['step']}/{len(steps)}") for e in tagged)
+    # Every SFT model is evaluated, the base model once.
+    table = demo_table(result)
+    assert sorted(table["model"].unique()) == ["base", "sft-original", "sft-refined"]
+    assert len(table) == 1 + 2 * len(cfg.seeds)
+    assert result["shift"]["original"]["nll_total"] > result["shift"]["refined"]["nll_total"]
+    assert list(step_table(ws, run_dir)["state"]) == ["done"] * len(steps)
+
+
+def test_evaluations_use_the_trained_models(ws, stubs):
+    run_dir = _demo_run(ws, small_config())
+    result = run_inline(JobContext(run_dir, ws))
+    for label in ("sft-original-s0", "sft-refined-s0"):
+        which = label.split("-")[1]
+        assert result["evaluations"][label]["model"]["ref"] == result["train"][f"{which}-s0"]["model_ref"]
+    assert result["evaluations"]["base"]["model"]["ref"] == "stub"
+
+
+def test_cancel_stops_the_child_and_resume_reuses_finished_steps(ws, stubs):
+    cfg = small_config()
+    run_dir = _demo_run(ws, cfg)
+    stubs.cancel_at = "train"
+    with pytest.raises(JobCancelled):
+        run_inline(JobContext(run_dir, ws))
+    table = step_table(ws, run_dir)
+    first_train = table.index[table["kind"] == "train"][0]
+    assert list(table["state"][:first_train]) == ["done"] * first_train
+    assert table["state"][first_train] == "cancelled"
+    assert set(table["state"][first_train + 1:]) == {"pending"}
+    ids_before = list(table["run"][: first_train + 1])
+
+    stubs.calls.clear()
+    stubs.cancel_at = None
+    run_inline(JobContext(run_dir, ws))  # resume: the same run folder again
+    steps = plan_steps(cfg)
+    assert stubs.calls == [s.kind for s in steps[first_train:]]  # finished children were not rerun
+    after = step_table(ws, run_dir)
+    assert list(after["run"][: first_train + 1]) == ids_before  # the cancelled child resumed in its own folder
+    assert list(after["reused"][:first_train]) == [True] * first_train
+    assert set(after["state"]) == {"done"}
+
+
+def test_a_failing_child_fails_the_demo_with_its_error(ws, stubs, monkeypatch):
+    def broken(cfg, ctx):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setitem(kinds._KINDS, "score", JobKind("score", lambda c: c, broken))
+    run_dir = _demo_run(ws, small_config())
+    with pytest.raises(RuntimeError, match="disk full"):
+        run_inline(JobContext(run_dir, ws))
+    table = step_table(ws, run_dir)
+    failed = manager.get_run(ws, table["run"][1])
+    assert failed.state == "failed" and "disk full" in failed.status["error"]
+
+
+# ---------------------------------------------------------------- end to end: real kinds, fake backend
+
+
+def test_demo_end_to_end_with_the_real_job_kinds(ws, tiny_model_dir, capsys):
+    """`dgr demo` with the fake backend (refine, score, evaluate) and the tiny Llama (training)."""
+    from dgr_core.cli import main
+    from dgr_core.data.store import DatasetStore
+
+    args = ["demo", "--model", str(tiny_model_dir), "--backend", "fake", "--n-refine", "4", "--n-train", "2",
+            "--epochs", "1", "--eval-max-new-tokens", "32", "--eval-limit", "arithmetic=3",
+            "--eval-limit", "gsm8k100=2", "--eval-limit", "strongreject=3", "--eval-limit", "benign_edgy=2"]
+    assert main(args) == 0, capsys.readouterr().err
+    demo = manager.list_runs(ws, "demo")[0]
+    result = demo.result()
+    assert demo.state == "done" and all(s["run_id"] for s in result["steps"])
+    store = DatasetStore(ws)
+    original, refined = (store.load(result["datasets"][w]) for w in ("original", "refined"))
+    assert store.info(result["datasets"]["refined"]).parent == result["datasets"]["original"]
+    assert list(refined["parent_id"]) == list(original["id"])
+    # Paired training rows: SFT-refined trains on the rewrites of exactly SFT-original's rows.
+    train = result["train"]
+    assert train["refined-s0"]["sample_ids"] == [f"{i}-r" for i in train["original-s0"]["sample_ids"]]
+    # No training prompt is asked again in the safety evaluation.
+    eval_dir = ws.runs / result["evaluations"]["base"]["run_id"]
+    asked = {json.loads(line)["prompt"] for line in (eval_dir / "outputs.jsonl").read_text().splitlines()}
+    assert asked and not asked & set(original["prompt"])
+    table = demo_table(result)
+    assert len(table) == 3 * 4 and table["value"].notna().any()
+
+    # Resume: nothing is rerun, no new child runs appear.
+    n_runs = len(manager.list_runs(ws))
+    manager.resume(demo.run_dir)
+    assert manager.wait(demo.run_dir, 120)["state"] == "done"
+    assert len(manager.list_runs(ws)) == n_runs
+    assert all(s["reused"] for s in demo.result()["steps"])

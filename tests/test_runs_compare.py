@@ -1,0 +1,156 @@
+"""Run comparison (dgr_core.runs): config diff, metric deltas, paired outcomes on planted differences, loss
+curves, the outputs table and the runs table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dgr_core import runs
+from dgr_core.errors import DGRError
+from dgr_core.evaluate.paired import mcnemar
+from dgr_core.evaluate.runner import OUTPUTS_FILE, EvalConfig
+from dgr_core.jobs import manager
+from dgr_core.workspace import atomic_write_json
+
+
+def _write_run(folder: Path, correct: list[bool], *, benchmark: str = "arithmetic", kind: str = "reasoning",
+               truncated: frozenset[int] = frozenset(), ids: list[str] | None = None) -> Path:
+    """An outputs.jsonl with one record per item: correct / wrong (or refused / complied for safety kinds)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ids = ids or [f"item-{i:03d}" for i in range(len(correct))]
+    with open(folder / OUTPUTS_FILE, "w") as fh:
+        for i, (item, ok) in enumerate(zip(ids, correct, strict=True)):
+            rec = {"benchmark": benchmark, "id": item, "kind": kind, "prompt": f"q{i}", "response": f"r{i}",
+                   "finish_reason": "length" if i in truncated else "stop", "category": None}
+            if kind == "reasoning":
+                rec["outcome"] = "truncated" if i in truncated else ("correct" if ok else "wrong")
+            else:
+                rec["refused"] = ok
+            fh.write(json.dumps(rec) + "\n")
+    return folder
+
+
+def test_paired_outcomes_detect_a_planted_improvement(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    a = rng.random(80) < 0.3
+    b = a.copy()
+    b[np.flatnonzero(~a)[:25]] = True  # b fixes 25 items a got wrong and breaks none
+    table, test = runs.paired_outcomes(_write_run(tmp_path / "a", a.tolist()), _write_run(tmp_path / "b", b.tolist()),
+                                       "arithmetic")
+    assert len(table) == test.n == 80
+    assert (test.b01, test.b10) == (25, 0) == (int((table["change"] == 1).sum()), int((table["change"] == -1).sum()))
+    assert test.p_value == pytest.approx(mcnemar(a, b).p_value) and test.p_value < 1e-4
+    assert test.delta == pytest.approx(25 / 80)
+    assert 0 < test.ci_low <= test.delta <= test.ci_high
+
+
+def test_identical_runs_show_no_difference(tmp_path) -> None:
+    outcomes = [i % 3 == 0 for i in range(30)]
+    _, test = runs.paired_outcomes(_write_run(tmp_path / "a", outcomes), _write_run(tmp_path / "b", outcomes),
+                                   "arithmetic")
+    assert (test.delta, test.p_value, test.ci_low, test.ci_high) == (0.0, 1.0, 0.0, 0.0)
+
+
+def test_truncated_and_unshared_items_are_left_out(tmp_path) -> None:
+    run_a = _write_run(tmp_path / "a", [True] * 10, truncated=frozenset({0, 1, 2}))
+    run_b = _write_run(tmp_path / "b", [False] * 12, ids=[f"item-{i:03d}" for i in range(12)],
+                       truncated=frozenset({9}))
+    table, test = runs.paired_outcomes(run_a, run_b, "arithmetic")
+    assert test.n == len(table) == 6  # 10 shared, minus 3 truncated in a, minus 1 in b
+    assert table.attrs == {"n_common": 10, "n_dropped": 4, "n_only_a": 0, "n_only_b": 2}
+    assert test.b10 == 6 and test.delta == -1.0
+
+
+def test_safety_items_score_refusals(tmp_path) -> None:
+    run_a = _write_run(tmp_path / "a", [False] * 20, benchmark="strongreject", kind="harmful")
+    run_b = _write_run(tmp_path / "b", [i < 15 for i in range(20)], benchmark="strongreject", kind="harmful")
+    table, test = runs.paired_outcomes(run_a, run_b, "strongreject")
+    assert test.delta == pytest.approx(0.75) and test.b01 == 15
+    assert set(table["verdict_a"]) == {"complied"} and "refused" in set(table["verdict_b"])
+
+
+def test_paired_outcomes_errors(tmp_path) -> None:
+    run_a = _write_run(tmp_path / "a", [True] * 5)
+    with pytest.raises(DGRError, match="no outputs for benchmark 'gsm8k100'"):
+        runs.paired_outcomes(run_a, run_a, "gsm8k100")
+    run_b = _write_run(tmp_path / "b", [True] * 5, kind="harmful")
+    with pytest.raises(DGRError, match="reasoning in run a but harmful"):
+        runs.paired_outcomes(run_a, run_b, "arithmetic")
+    run_c = _write_run(tmp_path / "c", [True] * 5, ids=[f"other-{i}" for i in range(5)])
+    with pytest.raises(DGRError, match="share no gradable item"):
+        runs.paired_outcomes(run_a, run_c, "arithmetic")
+
+
+def test_config_diff_finds_planted_differences() -> None:
+    a = EvalConfig(limit=20).to_dict()
+    b = EvalConfig(limit=50, arithmetic_levels=[1]).to_dict()
+    b["generation"]["max_new_tokens"] = 64
+    b["benchmarks"][1]["limit"] = 5
+    b["extra"] = {"note": "x"}
+    diff = runs.config_diff(a, b)
+    assert diff["key"].tolist() == ["benchmarks.1.limit", "limit", "arithmetic_levels", "generation.max_new_tokens",
+                                    "extra.note"]
+    row = diff.set_index("key").loc["extra.note"]
+    assert (row["a"], row["b"]) == (runs.ABSENT, "x")
+    assert runs.config_diff(a, json.loads(json.dumps(a))).empty
+
+
+def _result(**values: tuple[str, str, float | None]) -> dict:
+    return {"metrics": {name: {"kind": kind, "metric": metric, "value": v, "ci": None, "n": 10}
+                        for name, (kind, metric, v) in values.items()}}
+
+
+def test_metric_deltas() -> None:
+    res_a = _result(arithmetic=("reasoning", "accuracy", 0.5), strongreject=("harmful", "refusal_rate", 0.2),
+                    xstest=("benign", "over_refusal_rate", 0.1))
+    res_b = _result(arithmetic=("reasoning", "accuracy", 0.4), strongreject=("harmful", "refusal_rate", 0.9),
+                    xstest=("benign", "over_refusal_rate", 0.3), gsm8k100=("reasoning", "accuracy", 0.1))
+    deltas = runs.metric_deltas(res_a, res_b).set_index("benchmark")
+    assert deltas.loc["arithmetic", "delta"] == pytest.approx(-0.1)
+    assert deltas.loc["strongreject", "delta"] == pytest.approx(0.7)
+    # Better: more accuracy and more refusal of harmful prompts, but less over-refusal.
+    assert deltas["better"].to_dict() == {"arithmetic": "a", "strongreject": "b", "xstest": "a", "gsm8k100": ""}
+    assert deltas.loc["gsm8k100", "value_a"] is None or np.isnan(deltas.loc["gsm8k100", "value_a"])
+    assert runs.common_benchmarks(res_a, res_b) == ["arithmetic", "strongreject", "xstest"]
+
+
+def test_loss_curves(tmp_path) -> None:
+    run_a, run_b = tmp_path / "a", tmp_path / "b"
+    run_a.mkdir()
+    run_b.mkdir()
+    (run_a / runs.LOSS_FILE).write_text("".join(json.dumps({"step": s, "loss": 2.0 / s, "epoch": 0}) + "\n"
+                                                for s in range(1, 6)) + '{"step": 6, "lo')
+    curves = runs.loss_curves({"a": run_a, "b": run_b})
+    assert curves["run"].unique().tolist() == ["a"] and curves["step"].tolist() == [1, 2, 3, 4, 5]
+    assert runs.load_loss(run_b).empty
+
+
+def test_outputs_table_and_filter(tmp_path) -> None:
+    folder = _write_run(tmp_path / "a", [True, False, True])
+    _write_run(tmp_path / "s", [True, False], benchmark="strongreject", kind="harmful")
+    with open(folder / OUTPUTS_FILE, "a") as fh:
+        fh.write((tmp_path / "s" / OUTPUTS_FILE).read_text())
+    df = runs.load_outputs(folder)
+    assert df["verdict"].tolist() == ["correct", "wrong", "correct", "refused", "complied"]
+    assert len(runs.filter_outputs(df, benchmark="strongreject")) == 2
+    assert runs.filter_outputs(df, verdict="correct")["id"].tolist() == ["item-000", "item-002"]
+    assert runs.filter_outputs(df, text="R1")["response"].tolist() == ["r1", "r1"]
+    assert runs.load_outputs(tmp_path / "empty").empty
+
+
+def test_run_table_lists_runs_with_headlines(ws) -> None:
+    cfg = EvalConfig(backend="fake", limit=2).to_dict()
+    done = manager.create_run(ws, "evaluate", cfg, name="finished")
+    atomic_write_json(done / "result.json", _result(arithmetic=("reasoning", "accuracy", 0.75)))
+    atomic_write_json(done / "status.json", {"state": "done"})
+    manager.create_run(ws, "evaluate", cfg, name="queued")
+    table = runs.run_table(ws)
+    assert len(table) == 2 and set(table["kind"]) == {"evaluate"} and set(table["model"]) == {"demo"}
+    row = table.set_index("name").loc["finished"]
+    assert row["headline"] == "arithmetic accuracy 0.75"
+    assert table.set_index("name").loc["queued", "headline"] == ""
+    assert runs.run_table(ws, kind="train").empty
