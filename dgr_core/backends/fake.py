@@ -5,12 +5,17 @@ template, so the real segment code runs on it. Log-probs are a fixed function of
 same text always scores the same, and text made of common words scores higher than rare strings. Generation is
 scripted: a refusal for prompts that look harmful, a worked answer with a think block otherwise, or whatever a
 `script` callable returns.
+
+DGR_FAKE_DELAY_S (seconds per batch, default 0) slows scoring down so that tests can kill, cancel and resume a
+job part-way through.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -106,6 +111,7 @@ class FakeBackend:
               on_batch: Callable[[BatchStats], None] | None = None) -> Iterator[TokenScores]:
         for batch in plan_batches([len(s.input_ids) for s in samples], token_budget or 4096):
             group = [samples[i] for i in batch]
+            time.sleep(float(os.environ.get("DGR_FAKE_DELAY_S", "0") or 0))
             if on_batch:
                 width = max(len(s.input_ids) for s in group)
                 on_batch(BatchStats(len(group), sum(len(s.input_ids) for s in group), width * len(group), 0.001))

@@ -257,9 +257,10 @@ def model_identity(loaded: LoadedModel, ws: Workspace | None = None) -> dict[str
 
 
 def weights_hash(folder: Path, ws: Workspace | None = None) -> str:
-    """sha256 over the weight files of a local folder, memoized per (path, size, mtime) in the workspace."""
+    """sha256 over the weight files of a local folder, memoized per (path, size, mtime, inode) in the workspace."""
     files = sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin", ".pt", ".gguf"))
-    stamp = json.dumps([(p.name, p.stat().st_size, int(p.stat().st_mtime)) for p in files])
+    # Nanosecond mtime and inode: a file rewritten within the same second at the same size must re-hash.
+    stamp = json.dumps([(p.name, p.stat().st_size, p.stat().st_mtime_ns, p.stat().st_ino) for p in files])
     memo_dir = (ws or Workspace.default()).models / ".weights-hash"
     memo_dir.mkdir(exist_ok=True)
     memo = memo_dir / hashlib.sha256(f"{folder.resolve()}|{stamp}".encode()).hexdigest()[:24]

@@ -15,8 +15,12 @@ def validate(config: dict[str, Any]) -> tuple[str, ScoreConfig]:
     dataset = config.get("dataset")
     if not isinstance(dataset, str) or not dataset:
         raise SpecError("score: 'dataset' must be the name of a dataset in the workspace.")
+    settings = config.get("score", {})
+    unknown = sorted(set(settings) - set(ScoreConfig.__dataclass_fields__)) if isinstance(settings, dict) else []
+    if unknown:  # a typo must not silently fall back to a default
+        raise SpecError(f"score: bad 'score' settings (unknown field(s) {', '.join(unknown)}).")
     try:
-        cfg = ScoreConfig.from_dict(config.get("score", {}))
+        cfg = ScoreConfig.from_dict(settings)
     except TypeError as exc:
         raise SpecError(f"score: bad 'score' settings ({exc}).") from exc
     from dgr_core.backends.base import available_backends
