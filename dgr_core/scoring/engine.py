@@ -90,7 +90,7 @@ def _logit_transform(model):
     return apply
 
 
-def gather_logprobs(hidden, targets, lm_head, transform, chunk_rows: int = 1024):
+def gather_logprobs(hidden, targets, lm_head, transform, chunk_rows: int = 256):
     """log p(target) and rank for each row of `hidden` [N, H], chunked so [N, V] fp32 never exists."""
     import torch
 
