@@ -6,9 +6,9 @@ token boundaries are the same as with the `hf` backend. vLLM returns the log-pro
 top-k); the rank is taken from vLLM's reported rank. Embeddings are not exposed by vLLM's generate path: the
 vector is left empty (zeros) and the Shift page says so; use the `hf` backend for embedding statistics.
 
-Multi-GPU for large models: tensor parallelism, e.g.
-    dgr score --backend vllm --model Qwen/Qwen2.5-32B-Instruct --dataset star1 --tensor-parallel 4
-(`DGR_VLLM_TP` sets the degree for jobs started from the UI.)
+Multi-GPU for large models: tensor parallelism, its degree from `DGR_VLLM_TP` (the CLI and jobs started from
+the UI read it alike; the job process inherits it from the shell that started the app or the CLI), e.g.
+    DGR_VLLM_TP=4 dgr score --backend vllm --model Qwen/Qwen2.5-32B-Instruct --dataset STAR-1
 """
 
 from __future__ import annotations
