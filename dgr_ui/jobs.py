@@ -53,7 +53,10 @@ def render_status(run_dir: Path, key: str) -> str:
     if total:
         st.progress(min(1.0, done / total), text=f"{done} / {total} {ev.get('unit', '')}")
     cols = st.columns(4)
-    cols[0].metric("tokens/s", f"{ev['tokens_per_s']:.0f}" if ev.get("tokens_per_s") else "–")
+    if ev.get("samples_per_s"):  # generation jobs: prompt processing dominates, samples/s is what to read
+        cols[0].metric("samples/s", f"{ev['samples_per_s']:.2f}")
+    else:
+        cols[0].metric("tokens/s", f"{ev['tokens_per_s']:.0f}" if ev.get("tokens_per_s") else "–")
     cols[1].metric("ETA", _fmt_eta(ev.get("eta_s")))
     cols[2].metric("padding", f"{ev['padding']:.0%}" if ev.get("padding") is not None else "–")
     if ev.get("loss") is not None:

@@ -4,6 +4,8 @@ fallback table and open the Compare page on original vs refined."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import streamlit as st
 
@@ -14,10 +16,10 @@ from dgr_core.jobs import manager
 from dgr_core.models.loading import ModelSpec
 from dgr_core.refine import engine
 from dgr_core.refine.filters import KEYWORDS, FilterConfig
-from dgr_core.refine.job import RefineConfig, check_data, validate
+from dgr_core.refine.job import RefineConfig, validate
 from dgr_core.refine.templates import MODES, default_template, preview
 from dgr_ui.common import current_backend, current_model, show_error, workspace
-from dgr_ui.jobs import job_panel, launch, tracked
+from dgr_ui.jobs import job_panel, launch
 
 KEY = "refine"
 MODE_HELP = {
@@ -29,8 +31,6 @@ MODE_HELP = {
 
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _tokenizer(ref: str, revision: str | None, backend: str, root: str):
-    from pathlib import Path
-
     from dgr_core.workspace import Workspace
 
     return engine.preview_tokenizer(ModelSpec(ref, revision=revision), backend, Workspace(Path(root)))
@@ -91,10 +91,12 @@ def generation_settings() -> GenerationConfig:
                                             help="prompts per generate call; also the resume checkpoint unit")))
 
 
-def filter_settings() -> FilterConfig:
+def filter_settings(model_ref: str) -> FilterConfig:
     cols = st.columns(3)
-    expect = cols[0].checkbox("Require a <think> block", True, key="refine_expect_think",
-                              help="turn off for models that do not reason in think tags")
+    # Keyed per model: the default (on for reasoning models, off for the demo model) follows the sidebar's model.
+    expect = cols[0].checkbox("Require a <think> block", engine.default_expect_think(model_ref),
+                              key=f"refine_expect_think:{model_ref}",
+                              help="off for models that do not reason in think tags (the demo model does not)")
     match = cols[0].checkbox("Keep the refusal decision", True, key="refine_refusal_match",
                              help="the keyword detector must agree on the original and the rewrite")
     lo = cols[1].number_input("Min length ratio", 0.0, 100.0, 0.2, 0.05, key="refine_min_ratio",
@@ -113,55 +115,77 @@ def build_config(dataset: str, mode: str, template: str, spec: ModelSpec, backen
     with st.expander("Generation", expanded=False):
         generation = generation_settings()
     with st.expander("Filters (a failed rewrite keeps the original sample)", expanded=False):
-        filters = filter_settings()
+        if mode == "self":
+            st.caption("Self mode applies only the well-formedness checks (think block, answer, token limit, "
+                       "repetition) and drops a failed answer: the reference holds only the model's own text.")
+        filters = filter_settings(spec.ref)
     cols = st.columns(3)
     limit = int(cols[0].number_input("Limit (first N samples, 0 = all)", 0, 10_000_000, 16, key="refine_limit"))
     default_name = engine.default_output_name(dataset, spec.ref, mode)
     output = cols[1].text_input("Output dataset", "", placeholder=default_name, key="refine_output")
     score = cols[2].checkbox("Score both sets afterwards", True, key="refine_score",
-                             help="with the same loaded model, so the Compare page opens on cached scores")
+                             help="the output and the whole original dataset, with the loaded model and the "
+                                  "Compare page's default settings, so Compare opens on cached scores (the "
+                                  "original's scores are cached per model: a later run pays only for new rows)")
     return RefineConfig(dataset=dataset, model=spec, backend=backend, mode=mode, template=template,
                         generation=generation, filters=filters, output_name=output.strip(), limit=limit or None,
                         score_after=score)
 
 
 def problems(cfg: RefineConfig) -> str | None:
-    """The first thing to fix before launch, or None."""
+    """The first thing to fix before launch (template, settings, dataset content), or None."""
     try:
         validate(cfg.to_dict())
-        check_data(workspace(), cfg)
     except DGRError as exc:
         return str(exc)
     return None
 
 
-def show_result(run_dir) -> None:
+def show_result(run_dir: Path) -> None:
+    """Figures, the fallback table and the failed samples of a finished run, and the way to the Compare page."""
     info = manager.get_run(workspace(), run_dir.name)
     result = info.result()
     if info.state != "done" or not result:
         return
-    store = DatasetStore(workspace())
+    dropped = result.get("on_failure") == "dropped"
     cols = st.columns(4)
     cols[0].metric("Samples", result["n"])
-    cols[1].metric("Fell back", f"{result['n_fell_back']} ({result['fallback_rate']:.0%})")
+    cols[1].metric("Dropped" if dropped else "Fell back", f"{result['n_fell_back']} ({result['fallback_rate']:.0%})")
     rate = result.get("samples_per_s")
     cols[2].metric("Samples/s", f"{rate:.2f}" if rate else "–")
     cols[3].metric("Output", result["output_dataset"])
-    if not store.exists(result["output_dataset"]):
-        st.warning(f"The refined dataset {result['output_dataset']!r} is no longer in the workspace.")
-        return
-    refined = store.load(result["output_dataset"])
-    st.subheader("Fallbacks")
-    table = engine.fallback_table(refined)
-    if table.empty:
+    st.subheader("Failed samples" if dropped else "Fallbacks")
+    fallbacks = engine.read_fallbacks(run_dir / engine.FALLBACKS_FILE)
+    if fallbacks.empty:
         st.success("Every rewrite passed the filters.")
     else:
-        st.dataframe(table, hide_index=True, column_config={"share": st.column_config.NumberColumn(format="percent")})
-        st.dataframe(engine.fell_back_rows(refined), hide_index=True)
-    if st.button("Compare original vs refined", type="primary", key="refine_compare"):
-        st.session_state["compare_a"] = result.get("parent") or info.spec.get("config", {}).get("dataset")
+        st.caption("Self mode drops a failed answer (the reference must hold only the model's own text)." if dropped
+                   else "A failed rewrite keeps the original sample, flagged `fell_back` with its reason.")
+        st.dataframe(engine.fallback_table(fallbacks, result["n"]), hide_index=True,
+                     column_config={"share": st.column_config.NumberColumn(format="percent")})
+        st.dataframe(fallbacks, hide_index=True)
+    open_compare(result)
+
+
+def open_compare(result: dict) -> None:
+    if not DatasetStore(workspace()).exists(result["output_dataset"]):
+        st.warning(f"The output dataset {result['output_dataset']!r} is no longer in the workspace.")
+        return
+    if st.button(f"Compare {result['parent']} vs {result['output_dataset']}", type="primary", key="refine_compare",
+                 help="opens the Compare page on the two sets (scored by this run unless scoring was off)"):
+        st.session_state["compare_a"] = result["parent"]
         st.session_state["compare_b"] = result["output_dataset"]
         st.switch_page("pages/compare.py")
+
+
+def pick_run(ws) -> Path | None:
+    """The run to show: the one just launched (newest first), or a past refine run picked from the list."""
+    runs = manager.list_runs(ws, "refine")
+    if not runs:
+        return None
+    labels = {r.id: f"{r.id} · {r.state}" for r in runs}
+    chosen = st.selectbox("Run", list(labels), format_func=labels.get, key="refine_run_pick")
+    return ws.runs / chosen
 
 
 def main() -> None:
@@ -183,12 +207,16 @@ def main() -> None:
         return
     show_preview(template, mode, df, spec, backend)
     cfg = build_config(dataset, mode, template, spec, backend)
+    if store.exists(cfg.effective_output):
+        st.caption(f"The dataset {cfg.effective_output!r} exists and will be replaced.")
     problem = problems(cfg)
     if problem:
         st.error(problem, icon="⚠️")
     if st.button("Launch refinement", type="primary", disabled=problem is not None, key="refine_launch"):
-        launch(ws, "refine", cfg.to_dict(), name=f"refine-{dataset}", key=KEY)
-    run_dir = tracked(KEY)
+        run = launch(ws, "refine", cfg.to_dict(), name=f"refine-{dataset}", key=KEY)
+        if run is not None:
+            st.session_state["refine_run_pick"] = run.name  # show the new run, not the one picked before
+    run_dir = pick_run(ws)
     if run_dir is not None:
         st.subheader("Run")
         job_panel(run_dir, KEY)

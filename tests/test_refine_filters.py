@@ -1,12 +1,15 @@
-"""Each rewrite filter on crafted outputs (pass and fail), parsing of records, the judge verdict parser and the
-judge step on a scripted backend, and the fallback bookkeeping helpers."""
+"""Each rewrite filter on crafted outputs (pass and fail), parsing of records, the guard judge's verdicts and the
+judge step on a scripted backend, self mode's reduced checks, and the fallback bookkeeping helpers."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import pandas as pd
 import pytest
 
 from dgr_core.backends.fake import FakeBackend
+from dgr_core.evaluate.judge import HFJudge, verdict_from_guard
 from dgr_core.refine import engine
 from dgr_core.refine.filters import (
     REASONS,
@@ -115,17 +118,18 @@ def test_parse_record_joint_and_separate():
     assert engine.parse_record("separate", {"outputs": [{"text": "", "finish_reason": "stop"}]}).think_status == "empty"
 
 
-@pytest.mark.parametrize(("raw", "verdict"), [
+@pytest.mark.parametrize(("raw", "label"), [
     ("safe", "safe"), ("\n\nunsafe\nS1", "unsafe"), ("Unsafe", "unsafe"), ("SAFE.", "safe"),
     ("I think it is fine", "unknown"), ("", "unknown")])
-def test_parse_guard_verdict(raw, verdict):
-    assert engine.parse_guard_verdict(raw) == verdict
+def test_guard_label_reads_the_evaluate_judges_verdicts(raw, label):
+    assert engine.guard_label(verdict_from_guard(raw, "hf:guard")) == label
 
 
 def test_apply_judge_uses_the_judge_on_rewrites_and_originals():
     df = pd.DataFrame([{"id": "1", "prompt": "p1", "reasoning": "r", "answer": "orig answer 1"},
                        {"id": "2", "prompt": "p2", "reasoning": "r", "answer": "orig answer 2"},
-                       {"id": "3", "prompt": "p3", "reasoning": "r", "answer": "orig answer 3"}])
+                       {"id": "3", "prompt": "p3", "reasoning": "r", "answer": "orig answer 3"},
+                       {"id": "4", "prompt": "p4", "reasoning": "r", "answer": "orig answer 4"}])
     seen = []
 
     def guard(conv):
@@ -135,19 +139,57 @@ def test_apply_judge_uses_the_judge_on_rewrites_and_originals():
 
     outcomes = [engine.Outcome("1", rw(answer="I decline."), True),
                 engine.Outcome("2", rw(answer="A detailed recipe."), True),
-                engine.Outcome("3", rw(reasoning="Hmm.", answer="Whatever."), True)]
-    out = engine.apply_judge(df, outcomes, FakeBackend(script=guard))
+                engine.Outcome("3", rw(reasoning="Hmm.", answer="Whatever."), True),
+                engine.Outcome("4", rw(answer="A detailed recipe."), False, "truncated")]
+    out = engine.apply_judge(df, outcomes, HFJudge(FakeBackend(script=guard), "hf:fake-guard"))
     assert [(o.ok, reason_code(o.reason) if o.reason else "") for o in out] == [
-        (True, ""), (False, "judge_unsafe"), (False, "judge_no_verdict")]
+        (True, ""), (False, "judge_unsafe"), (False, "judge_no_verdict"), (False, "truncated")]
+    # Only the three that passed the other filters are judged, each with its original: 6 conversations.
     assert len(seen) == 6 and all([m["role"] for m in c] == ["user", "assistant"] for c in seen)
+    assert {c[0]["content"] for c in seen} == {"p1", "p2", "p3"}
+
+
+def test_judge_passes_a_rewrite_where_the_original_was_already_unsafe():
+    df = pd.DataFrame([{"id": "1", "prompt": "p", "reasoning": "r", "answer": "a detailed recipe (orig)"}])
+    guard = FakeBackend(script=lambda conv: "unsafe\nS1" if "detailed recipe" in conv[-1]["content"] else "safe")
+    out = engine.apply_judge(df, [engine.Outcome("1", rw(answer="A detailed recipe."), True)],
+                             HFJudge(guard, "hf:g"))
+    assert out[0].ok  # the judge blocks *added* harm; an already-unsafe original is the keyword check's business
 
 
 def test_fallback_bookkeeping():
-    refined = pd.DataFrame({"fell_back": [True, False, True, True],
-                            "fallback_reason": ["truncated", "", "too_long: 30x", "truncated"],
-                            "parent_id": list("abcd"), "prompt": list("wxyz"), "raw_output": list("1234")})
-    assert engine.fallback_counts(refined) == {"truncated": 2, "too_long": 1}
-    assert engine.fallback_rate(refined) == 0.75
-    table = engine.fallback_table(refined)
-    assert table["count"].sum() == refined["fell_back"].sum() and table["reason"].tolist()[0] == "truncated"
-    assert engine.fell_back_rows(refined)["parent_id"].tolist() == ["a", "c", "d"]
+    df = pd.DataFrame({"id": list("abcd"), "prompt": list("wxyz")})
+    outcomes = [engine.Outcome("a", rw(raw="1"), False, "truncated"), engine.Outcome("b", rw(raw="2"), True),
+                engine.Outcome("c", rw(raw="3"), False, "too_long: 30x"), engine.Outcome("d", None, False, "truncated")]
+    fallbacks = engine.fallback_frame(df, outcomes)
+    assert fallbacks["parent_id"].tolist() == ["a", "c", "d"]
+    assert fallbacks["raw_output"].tolist() == ["1", "3", ""] and fallbacks["prompt"].tolist() == ["w", "y", "z"]
+    assert engine.fallback_counts(fallbacks["reason"].tolist()) == {"truncated": 2, "too_long": 1}
+    table = engine.fallback_table(fallbacks, n=len(df))
+    assert table["count"].sum() == 3 and table["reason"].tolist()[0] == "truncated"
+    assert table["share"].tolist() == [0.5, 0.25] and table["meaning"].str.len().min() > 0
+
+
+def test_fallbacks_file_round_trip(tmp_path):
+    df = pd.DataFrame({"id": ["a", "b"], "prompt": ["p \"quoted\"\nline", "q"]})
+    fallbacks = engine.fallback_frame(df, [engine.Outcome("a", rw(raw="x"), False, "no_think"),
+                                           engine.Outcome("b", rw(), True)])
+    path = tmp_path / engine.FALLBACKS_FILE
+    engine.write_fallbacks(path, fallbacks)
+    pd.testing.assert_frame_equal(engine.read_fallbacks(path), fallbacks)
+    assert engine.read_fallbacks(tmp_path / "missing.jsonl").empty
+
+
+def test_self_mode_only_checks_well_formedness():
+    df = pd.DataFrame([{"id": "1", "prompt": "How do I make a bomb?", "reasoning": "No.",
+                        "answer": "I'm sorry, but I can't help with that."}])
+    complies = {"1": {"id": "1", "outputs": [{"text": "<think>\nok\n</think>\n\nSure. First you take the parts, then you put "
+                                              "them together and wait for a while.",
+                                              "finish_reason": "stop"}]}}
+    cfg = FilterConfig(max_length_ratio=1.0)
+    joint = engine.evaluate_records(df, complies, "joint", cfg)
+    assert not joint[0].ok and reason_code(joint[0].reason) == "refusal_lost"
+    no_refusal_check = engine.evaluate_records(df, complies, "joint", replace(cfg, refusal_must_match=False))
+    assert reason_code(no_refusal_check[0].reason) == "too_long"
+    assert engine.evaluate_records(df, complies, "self", cfg)[0].ok
+    assert engine.filters_for_mode(cfg, "joint") is cfg

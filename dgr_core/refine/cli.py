@@ -28,20 +28,28 @@ def register(subparsers) -> None:
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=8, help="prompts per generate call (= checkpoint unit)")
+    p.add_argument("--batch-size", type=int, default=8, help="prompts per generate call")
+    p.add_argument("--chunk-size", type=int, default=0,
+                   help="samples per checkpoint (the resume / cancel unit); 0 = the batch size")
     p.add_argument("--output", default="", help="name of the refined dataset (default DATASET-refined-MODEL)")
-    p.add_argument("--no-expect-think", action="store_true", help="do not require a <think> block")
+    p.add_argument("--expect-think", action=argparse.BooleanOptionalAction, default=None,
+                   help="require a closed <think> block in every rewrite (default: yes, except for the demo model, "
+                        "which does not reason in think tags)")
     p.add_argument("--min-length-ratio", type=float, default=0.2)
     p.add_argument("--max-length-ratio", type=float, default=20.0)
+    p.add_argument("--max-repeat-share", type=float, default=0.5,
+                   help="share of repeated word 4-grams above which a rewrite counts as degenerate")
     p.add_argument("--no-refusal-match", action="store_true", help="keep rewrites that change the refusal decision")
     p.add_argument("--judge", default="keywords", help="'keywords' or a Llama-Guard-style judge model id / folder")
-    p.add_argument("--no-score", action="store_true", help="do not score the two sets afterwards")
+    p.add_argument("--no-score", action="store_true",
+                   help="do not score the refined set and the whole original dataset afterwards")
     p.set_defaults(fn=cmd_refine)
 
 
 def build_config(args: argparse.Namespace, dataset: str):
     from dgr_core.backends.base import GenerationConfig
     from dgr_core.models.loading import ModelSpec
+    from dgr_core.refine.engine import default_expect_think
     from dgr_core.refine.filters import FilterConfig
     from dgr_core.refine.job import RefineConfig
 
@@ -51,16 +59,17 @@ def build_config(args: argparse.Namespace, dataset: str):
         if not path.is_file():
             raise DGRError(f"--template-file {path}: no such file.")
         template = path.read_text(encoding="utf-8")
+    expect_think = default_expect_think(args.model) if args.expect_think is None else args.expect_think
     return RefineConfig(
         dataset=dataset, backend=args.backend, mode=args.mode, template=template, limit=args.limit,
         model=ModelSpec(args.model, revision=args.revision, device=args.device, dtype=args.dtype,
                         trust_remote_code=args.trust_remote_code),
         generation=GenerationConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                                     top_p=args.top_p, seed=args.seed, batch_size=args.batch_size),
-        filters=FilterConfig(expect_think=not args.no_expect_think, min_length_ratio=args.min_length_ratio,
-                             max_length_ratio=args.max_length_ratio, refusal_must_match=not args.no_refusal_match,
-                             judge=args.judge),
-        output_name=args.output, score_after=not args.no_score)
+        filters=FilterConfig(expect_think=expect_think, min_length_ratio=args.min_length_ratio,
+                             max_length_ratio=args.max_length_ratio, max_repeat_share=args.max_repeat_share,
+                             refusal_must_match=not args.no_refusal_match, judge=args.judge),
+        output_name=args.output, score_after=not args.no_score, chunk_size=args.chunk_size)
 
 
 def cmd_refine(args: argparse.Namespace) -> int:

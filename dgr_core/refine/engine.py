@@ -12,6 +12,11 @@ in separate mode; none, with `skipped`, for a sample without a prompt). Records 
 
 A refined row keeps every column of its parent, with `id = f"{parent_id}-r"`, the rewritten reasoning / answer
 (or the original ones when the rewrite fell back) and the provenance columns in `PROVENANCE_COLUMNS`.
+
+Self mode is different on two counts: the model's own answer has no decision or length to keep, so only the
+well-formedness checks apply; and a failed answer is *dropped*, not replaced by the original, because the self set
+is the reference for the model's own distribution and an external response in it would hide the very shift it
+measures. Every failed sample (either way) is listed in the run's `fallbacks.jsonl` with its reason.
 """
 
 from __future__ import annotations
@@ -20,8 +25,8 @@ import hashlib
 import json
 import os
 from collections import Counter
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +45,9 @@ from dgr_core.workspace import Workspace
 PROVENANCE_COLUMNS = ["parent_id", "refine_model", "template_hash", "generation", "fell_back", "fallback_reason",
                       "raw_output"]
 GENERATIONS_FILE = "generations.jsonl"
+FALLBACKS_FILE = "fallbacks.jsonl"
+FALLBACK_COLUMNS = ["parent_id", "reason", "prompt", "raw_output"]
 REFINED_SUFFIX = "-r"
-JUDGE_MAX_NEW_TOKENS = 10  # "safe" / "unsafe\nS1" fits easily
 
 
 def text(value: Any) -> str:
@@ -71,6 +77,12 @@ def check_dataset(df: pd.DataFrame, mode: str, name: str) -> None:
     if dupes:
         raise SpecError(f"{where} has duplicate ids ({', '.join(dupes[:5])}{' …' if len(dupes) > 5 else ''}); "
                         "ids must be unique to track which samples are done.")
+
+
+def default_expect_think(model_ref: str) -> bool:
+    """Whether to require a <think> block by default: yes for the reasoning models DGR is about, no for the
+    embedded demo (SmolLM2-135M-Instruct never writes one, so every rewrite would fall back as `no_think`)."""
+    return model_ref not in DEMO_ALIASES
 
 
 def select_rows(df: pd.DataFrame, limit: int | None) -> pd.DataFrame:
@@ -192,9 +204,18 @@ class Outcome:
     reason: str = ""
 
 
+def filters_for_mode(filters: FilterConfig, mode: str) -> FilterConfig:
+    """Self mode keeps only the well-formedness checks: the model's own answer has no original decision or length
+    to stay close to (a self answer that complies where the external set refused is the finding, not an error)."""
+    if mode != "self":
+        return filters
+    return replace(filters, refusal_must_match=False, min_length_ratio=0.0, max_length_ratio=0.0)
+
+
 def evaluate_records(df: pd.DataFrame, records: dict[str, dict[str, Any]], mode: str,
                      filters: FilterConfig) -> list[Outcome]:
     """Parse and filter the record of every row, in row order (a row without a record is an error)."""
+    filters = filters_for_mode(filters, mode)
     out = []
     for row in df.to_dict("records"):
         rec = records[str(row["id"])]
@@ -208,37 +229,31 @@ def evaluate_records(df: pd.DataFrame, records: dict[str, dict[str, Any]], mode:
     return out
 
 
-# ---- the optional judge model (Llama-Guard style) --------------------------------------------------------
+# ---- the optional judge model (Llama-Guard style, dgr_core.evaluate.judge) --------------------------------
 
-def parse_guard_verdict(raw: str) -> str:
-    """"safe", "unsafe" or "unknown" from a Llama-Guard-style reply ("safe" / "unsafe\\nS1,S9")."""
-    first = next((line.strip().lower() for line in (raw or "").splitlines() if line.strip()), "")
-    if first.startswith("unsafe"):
+def guard_label(verdict: Any) -> str:
+    """"safe", "unsafe" or "unknown" from a guard judge's RefusalVerdict (dgr_core.evaluate.judge semantics)."""
+    matched = list(getattr(verdict, "matched", []) or [])
+    if "guard:unsafe" in matched:
         return "unsafe"
-    if first.startswith("safe"):
-        return "safe"
-    return "unknown"
+    if "guard:unparsed" in matched:
+        return "unknown"
+    return "safe"
 
 
-def judge_responses(judge: Any, prompts: list[str], responses: list[str], batch_size: int = 8) -> list[str]:
-    """Safety verdicts of a judge backend: it sees (user prompt, assistant response) through its own chat template,
-    which is how Llama Guard frames a response-classification task."""
-    convs = [[{"role": "user", "content": p}, {"role": "assistant", "content": r}]
-             for p, r in zip(prompts, responses, strict=True)]
-    cfg = GenerationConfig(max_new_tokens=JUDGE_MAX_NEW_TOKENS, temperature=0.0, batch_size=batch_size)
-    return [parse_guard_verdict(g.text) for g in judge.generate(convs, cfg)] if convs else []
-
-
-def apply_judge(df: pd.DataFrame, outcomes: list[Outcome], judge: Any, batch_size: int = 8) -> list[Outcome]:
-    """Judge the rewrites that passed every other filter, and their originals; fail where check_judge says so."""
+def apply_judge(df: pd.DataFrame, outcomes: list[Outcome], judge: Any) -> list[Outcome]:
+    """Judge the rewrites that passed every other filter, and their originals, with a guard `judge`
+    (`RefusalJudge.judge(prompts, responses)`); fail where `check_judge` says so."""
     rows = {str(r["id"]): r for r in df.to_dict("records")}
     passed = [o for o in outcomes if o.ok and o.rewrite is not None]
+    if not passed:
+        return outcomes
     prompts = [text(rows[o.id].get("prompt")) for o in passed]
     originals = [join_think(text(rows[o.id].get("reasoning")), text(rows[o.id].get("answer"))) for o in passed]
     rewrites = [join_think(o.rewrite.reasoning, o.rewrite.answer) for o in passed]
-    verdicts = judge_responses(judge, prompts + prompts, originals + rewrites, batch_size)
+    labels = [guard_label(v) for v in judge.judge(prompts + prompts, originals + rewrites)]
     for i, o in enumerate(passed):
-        o.ok, o.reason = check_judge(verdicts[i], verdicts[len(passed) + i])
+        o.ok, o.reason = check_judge(labels[i], labels[len(passed) + i])
     return outcomes
 
 
@@ -246,10 +261,13 @@ def apply_judge(df: pd.DataFrame, outcomes: list[Outcome], judge: Any, batch_siz
 
 def build_refined(df: pd.DataFrame, outcomes: list[Outcome], *, model_name: str, template_hash: str,
                   generation: dict[str, Any], mode: str) -> pd.DataFrame:
-    """The refined table: parent columns, rewritten (or original) reasoning/answer, provenance."""
+    """The refined table: parent columns, rewritten (or original) reasoning/answer, provenance. In self mode a
+    failed answer is dropped instead of falling back (see the module docstring)."""
     settings = json.dumps({"mode": mode, **generation}, sort_keys=True)
     rows = []
     for row, o in zip(df.to_dict("records"), outcomes, strict=True):
+        if mode == "self" and not o.ok:
+            continue
         new = dict(row)
         new.update(id=f"{row['id']}{REFINED_SUFFIX}", parent_id=str(row["id"]), refine_model=model_name,
                    template_hash=template_hash, generation=settings, fell_back=not o.ok,
@@ -257,30 +275,44 @@ def build_refined(df: pd.DataFrame, outcomes: list[Outcome], *, model_name: str,
         if o.ok and o.rewrite is not None:
             new.update(reasoning=o.rewrite.reasoning, answer=o.rewrite.answer, think_status=o.rewrite.think_status)
         rows.append(new)
-    return pd.DataFrame(rows)
+    columns = [*df.columns, *[c for c in PROVENANCE_COLUMNS if c not in df.columns]]
+    return pd.DataFrame(rows, columns=columns)
 
 
-def fallback_counts(refined: pd.DataFrame) -> dict[str, int]:
-    """Fell-back rows per reason code, most frequent first."""
-    codes = [reason_code(r) for r, fb in zip(refined["fallback_reason"], refined["fell_back"], strict=True) if fb]
-    return dict(Counter(codes).most_common())
+def fallback_frame(df: pd.DataFrame, outcomes: list[Outcome]) -> pd.DataFrame:
+    """One row per failed sample: parent_id, reason, prompt, raw_output (what the model wrote)."""
+    rows = [{"parent_id": o.id, "reason": o.reason, "prompt": text(row.get("prompt")),
+             "raw_output": o.rewrite.raw if o.rewrite else ""}
+            for row, o in zip(df.to_dict("records"), outcomes, strict=True) if not o.ok]
+    return pd.DataFrame(rows, columns=FALLBACK_COLUMNS)
 
 
-def fallback_table(refined: pd.DataFrame) -> pd.DataFrame:
-    """reason, what it means, count, share of all rows: for the page and the report."""
-    n = max(len(refined), 1)
-    rows = [{"reason": code, "meaning": REASONS.get(code, ""), "count": count, "share": count / n}
-            for code, count in fallback_counts(refined).items()]
+def write_fallbacks(path: Path, fallbacks: pd.DataFrame) -> None:
+    """The failed samples as JSON lines (replaced as a whole: the list is rebuilt on every resume)."""
+    lines = [json.dumps(r, ensure_ascii=False) for r in fallbacks.to_dict("records")]
+    tmp = Path(path).with_suffix(".tmp")
+    tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_fallbacks(path: Path) -> pd.DataFrame:
+    """The failed samples a finished run listed (empty frame if none / no file)."""
+    if not Path(path).is_file():
+        return pd.DataFrame(columns=FALLBACK_COLUMNS)
+    rows = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    return pd.DataFrame(rows, columns=FALLBACK_COLUMNS)
+
+
+def fallback_counts(reasons: Sequence[str]) -> dict[str, int]:
+    """Failed samples per reason code, most frequent first."""
+    return dict(Counter(reason_code(r) for r in reasons).most_common())
+
+
+def fallback_table(fallbacks: pd.DataFrame, n: int) -> pd.DataFrame:
+    """reason, what it means, count, share of all `n` samples: for the page and the report."""
+    rows = [{"reason": code, "meaning": REASONS.get(code, ""), "count": count, "share": count / max(n, 1)}
+            for code, count in fallback_counts(fallbacks["reason"].tolist()).items()]
     return pd.DataFrame(rows, columns=["reason", "meaning", "count", "share"])
-
-
-def fell_back_rows(refined: pd.DataFrame, columns: tuple[str, ...] = ("parent_id", "fallback_reason", "prompt",
-                                                                       "raw_output")) -> pd.DataFrame:
-    return refined.loc[refined["fell_back"].astype(bool), [c for c in columns if c in refined]]
-
-
-def fallback_rate(refined: pd.DataFrame) -> float:
-    return float(refined["fell_back"].astype(bool).mean()) if len(refined) else 0.0
 
 
 # ---- the preview's tokenizer ------------------------------------------------------------------------------
@@ -349,6 +381,8 @@ class Meter:
 
     def event(self, message: str = "") -> dict[str, Any]:
         rate = self.samples_per_s()
+        if rate and message:  # the job panel shows tokens/s and ETA; samples/s goes into the message
+            message = f"{message} · {rate:.2f} samples/s"
         return {"done": self.done, "total": self.total, "unit": "samples", "message": message,
                 "samples_per_s": round(rate, 3) if rate else None,
                 "tokens_per_s": round(self.tokens / self.seconds, 1) if self.new else None,

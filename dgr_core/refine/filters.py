@@ -141,7 +141,7 @@ def check_length(original_chars: int, rw: Rewrite, *, min_ratio: float, max_rati
 
 
 def check_judge(original_verdict: str, rewrite_verdict: str) -> Check:
-    """Verdicts are "safe", "unsafe" or "unknown" (see engine.parse_guard_verdict)."""
+    """Verdicts are "safe", "unsafe" or "unknown" (see engine.guard_label)."""
     if rewrite_verdict == "unknown":
         return fail("judge_no_verdict")
     if rewrite_verdict == "unsafe" and original_verdict != "unsafe":

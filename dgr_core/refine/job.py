@@ -1,13 +1,16 @@
 """The `refine` job kind: the target model rewrites a dataset in its own words (DGR), failed rewrites fall back to
 the original, the refined set is saved as a new dataset and, by default, both sets are scored with the same loaded
-model so the Compare page opens on cached scores.
+model (the refined rows and the *whole* parent dataset, which is what the Compare page loads; the parent's scores
+are cached per model, so a second run pays only for its new rows) so the Compare page opens on cached scores.
 
     from dgr_core.jobs import manager
     run = manager.submit(ws, "refine", RefineConfig(dataset="demo-external-refusal", limit=8).to_dict())
 
 Resume: every finished chunk's generations are appended to `generations.jsonl` in the run folder; running the same
 run folder again (`dgr jobs resume RUN`) generates only the samples not in it. Cancel is checked between chunks.
-result.json: output_dataset, n, n_fell_back, fallback_rate, fallback_reasons, score_op_key, seconds, samples_per_s.
+The failed samples and their reasons are listed in `fallbacks.jsonl` in the run folder.
+result.json: output_dataset, parent, n (input samples), n_output, n_fell_back, fallback_rate, fallback_reasons,
+on_failure ("original" or, in self mode, "dropped"), score_op_key, scores (mean NLLs), seconds, samples_per_s.
 """
 
 from __future__ import annotations
@@ -172,17 +175,25 @@ def run(cfg: RefineConfig, ctx) -> dict[str, Any]:
     meter.begin()
     _generate(cfg, ctx, backend, todo, meter)
     meter.stop()
-    refined = _refine_table(cfg, ctx, df, engine.read_generations(path), backend)
-    info = _save(cfg, ctx, refined)
-    scores = _score_both(cfg, ctx, backend, df, refined) if cfg.score_after else {}
-    counts = engine.fallback_counts(refined)
+    outcomes = _outcomes(cfg, ctx, df, engine.read_generations(path))
+    fallbacks = engine.fallback_frame(df, outcomes)
+    engine.write_fallbacks(ctx.path(engine.FALLBACKS_FILE), fallbacks)
+    model_name = str(backend.identity().get("name", cfg.model.ref))
+    refined = engine.build_refined(df, outcomes, model_name=model_name,
+                                   template_hash=template_hash(cfg.effective_template),
+                                   generation=cfg.generation.to_dict(), mode=cfg.mode)
+    info = _save(cfg, ctx, refined, fallbacks, len(df))
+    scores = _score_both(cfg, ctx, backend, refined) if cfg.score_after else {}
     ctx.progress({**meter.event("done"), "done": len(df)})
-    return {"output_dataset": info.name, "parent": cfg.dataset, "n": len(refined),
-            "n_fell_back": int(refined["fell_back"].sum()), "fallback_rate": engine.fallback_rate(refined),
-            "fallback_reasons": counts, "score_op_key": scores.get("op_key"), "scores": scores.get("mean", {}),
+    return {"output_dataset": info.name, "parent": cfg.dataset, "mode": cfg.mode, "n": len(df),
+            "n_output": len(refined), "n_fell_back": len(fallbacks), "fallback_rate": len(fallbacks) / len(df),
+            "fallback_reasons": engine.fallback_counts(fallbacks["reason"].tolist()),
+            "on_failure": "dropped" if cfg.mode == "self" else "original",
+            "score_op_key": scores.get("op_key"), "scores": scores.get("mean", {}),
             "n_generated": meter.new, "seconds": round(time.perf_counter() - started, 2),
-            "samples_per_s": meter.samples_per_s(), "tokens_per_s": meter.event()["tokens_per_s"],
-            "template_hash": template_hash(cfg.effective_template), "model": backend.identity().get("name")}
+            "generation_seconds": round(meter.seconds, 2), "samples_per_s": meter.samples_per_s(),
+            "tokens_per_s": meter.event()["tokens_per_s"], "template_hash": template_hash(cfg.effective_template),
+            "model": model_name}
 
 
 def _generate(cfg: RefineConfig, ctx, backend, todo: list[dict[str, Any]], meter: engine.Meter) -> None:
@@ -199,52 +210,68 @@ def _generate(cfg: RefineConfig, ctx, backend, todo: list[dict[str, Any]], meter
         ctx.progress(meter.event("generating"))
 
 
-def _refine_table(cfg: RefineConfig, ctx, df: pd.DataFrame, records: dict[str, Any], backend) -> pd.DataFrame:
+def _outcomes(cfg: RefineConfig, ctx, df: pd.DataFrame, records: dict[str, Any]) -> list[engine.Outcome]:
+    """Parse and filter every record; then the judge model, if one is set (not in self mode: the model's own
+    answer has no original decision to keep)."""
     outcomes = engine.evaluate_records(df, records, cfg.mode, cfg.filters)
-    if cfg.filters.uses_judge_model:
-        ctx.progress({"done": len(df), "total": len(df), "unit": "samples", "message": "judging rewrites"})
+    if cfg.filters.uses_judge_model and cfg.mode != "self":
+        ctx.progress({"done": len(df), "total": len(df), "unit": "samples",
+                      "message": f"judging rewrites with {cfg.filters.judge}"})
         judge = load_judge(cfg, ctx.ws)
-        outcomes = engine.apply_judge(df, outcomes, judge, cfg.generation.batch_size)
+        outcomes = engine.apply_judge(df, outcomes, judge)
         del judge  # free its memory before scoring
-    return engine.build_refined(df, outcomes, model_name=str(backend.identity().get("name", cfg.model.ref)),
-                                template_hash=template_hash(cfg.effective_template),
-                                generation=cfg.generation.to_dict(), mode=cfg.mode)
+    return outcomes
 
 
 def load_judge(cfg: RefineConfig, ws: Workspace):
-    """The judge model on the hf backend (a second vLLM engine in one process is not an option), or the fake one
-    in tests. Same device and dtype as the target model."""
-    from dgr_core.backends import get_backend
+    """The guard model as a refusal judge (dgr_core.evaluate.judge) on the hf backend (a second vLLM engine in one
+    process is not an option), or the fake one in tests. Same device and dtype as the target model."""
+    from dgr_core.evaluate.judge import HFJudge
 
     name = "fake" if cfg.backend == "fake" else "hf"
-    return get_backend(name, ModelSpec(cfg.filters.judge, device=cfg.model.device, dtype=cfg.model.dtype), ws)
+    spec = ModelSpec(cfg.filters.judge, device=cfg.model.device, dtype=cfg.model.dtype)
+    return HFJudge.load(spec, name, ws, batch_size=cfg.generation.batch_size)
 
 
-def _save(cfg: RefineConfig, ctx, refined: pd.DataFrame):
+def _save(cfg: RefineConfig, ctx, refined: pd.DataFrame, fallbacks: pd.DataFrame, n: int):
     from dgr_core.data.store import DatasetStore
 
-    rate = engine.fallback_rate(refined)
-    desc = (f"{cfg.dataset} refined by {cfg.model.ref} ({cfg.mode} mode): {len(refined)} samples, "
-            f"{rate:.0%} fell back to the original.")
+    if refined.empty:
+        counts = engine.fallback_counts(fallbacks["reason"].tolist())
+        raise DataError(f"refine: every one of the {n} samples failed the filters ({counts}), so there is nothing "
+                        "to save; see fallbacks.jsonl in the run folder. For a model that does not reason in "
+                        "<think> tags, turn off 'Require a <think> block' (--no-expect-think); for cut answers "
+                        "raise max_new_tokens.")
+    rate = len(fallbacks) / n
+    verb = "were dropped" if cfg.mode == "self" else "fell back to the original"
+    desc = (f"{cfg.dataset} {'answered' if cfg.mode == 'self' else 'refined'} by {cfg.model.ref} ({cfg.mode} "
+            f"mode): {len(refined)} samples; {len(fallbacks)} of {n} ({rate:.0%}) {verb}.")
     extra = {"refine_run": ctx.run_dir.name, "refine": cfg.to_dict(), "fallback_rate": rate,
-             "fallback_reasons": engine.fallback_counts(refined)}
+             "fallback_reasons": engine.fallback_counts(fallbacks["reason"].tolist())}
     return DatasetStore(ctx.ws).save(cfg.effective_output, refined, origin=f"refine:{ctx.run_dir.name}",
                                      parent=cfg.dataset, description=desc, extra=extra)
 
 
-def _score_both(cfg: RefineConfig, ctx, backend, original: pd.DataFrame, refined: pd.DataFrame) -> dict[str, Any]:
-    """Score both sets with the already loaded backend (same settings the Compare page uses by default)."""
+def _score_both(cfg: RefineConfig, ctx, backend, refined: pd.DataFrame) -> dict[str, Any]:
+    """Score the refined set and the whole parent dataset (what the Compare page loads) with the already loaded
+    backend, in the settings the Compare page uses by default. The reported means are over the refined rows and
+    their parents, so the two numbers compare the same samples."""
+    from dgr_core.data.store import DatasetStore
     from dgr_core.scoring.api import ScoreConfig, score_frame
 
     scfg = ScoreConfig(model=cfg.model, backend=cfg.backend)
+    parent = DatasetStore(ctx.ws).load(cfg.dataset)
     means, key = {}, None
-    for which, frame in (("original", original), ("refined", refined)):
+    for which, frame in (("refined", refined), ("original", parent)):
         def progress(ev: dict[str, Any], which: str = which) -> None:
             ctx.progress({**ev, "message": f"scoring {which}" + (f" · {ev['message']}" if ev.get("message") else "")})
 
         result = score_frame(ctx.ws, frame, scfg, backend=backend, progress=progress, should_stop=ctx.should_stop)
         key = result.store.key
-        means[which] = {c: _finite(result.table[c].mean()) for c in ("nll_reasoning", "nll_answer", "nll_total")}
+        table = result.table
+        if which == "original":
+            table = table[table["id"].isin(set(refined["parent_id"].astype(str)))]
+        means[which] = {c: _finite(table[c].mean()) for c in ("nll_reasoning", "nll_answer", "nll_total")}
     return {"op_key": key, "mean": means}
 
 
