@@ -136,9 +136,17 @@ def pair_table(pairs: pd.DataFrame, scores_a: pd.DataFrame | None, scores_b: pd.
     return out
 
 
-def order_pairs(table: pd.DataFrame, by: str = "delta", segment: str = "total") -> pd.DataFrame:
+def pair_categories(table: pd.DataFrame) -> list[str]:
+    """The distinct non-empty categories of a pair table, sorted."""
+    return sorted({str(c) for c in table["category"].fillna("")} - {""})
+
+
+def order_pairs(table: pd.DataFrame, by: str = "delta", segment: str = "total",
+                category: str | None = None) -> pd.DataFrame:
     """Pairs in stepping order: "delta" = largest ΔNLL first (unscored last); "category" = by category, then
-    largest ΔNLL first within it; anything else keeps the dataset order."""
+    largest ΔNLL first within it; anything else keeps the dataset order. `category` keeps only that category."""
+    if category is not None:
+        table = table[table["category"].fillna("").astype(str) == str(category)]
     col = f"delta_nll_{segment}"
     if by == "delta":
         return table.sort_values(col, ascending=False, na_position="last", kind="stable").reset_index(drop=True)
@@ -210,6 +218,35 @@ def token_view(row: dict, arrays, tokenizer, render_cfg: RenderConfig) -> TokenV
 def plain_view(text: str) -> TokenView:
     """A view of unscored text: one piece, no scores (shown uncoloured)."""
     return TokenView([text], np.array([np.nan]), np.array([0]), np.array([ANSWER]))
+
+
+def unscored_view(row: dict, tokenizer, render_cfg: RenderConfig) -> TokenView:
+    """The tokens of a row that has no scores yet: segments marked, no colours (log-probs NaN, ranks 0)."""
+    enc = render(row, tokenizer, render_cfg)
+    pos = np.nonzero(enc.segments > PROMPT)[0]
+    pos = pos[pos > 0]
+    return TokenView(fast_token_pieces(tokenizer, enc.input_ids[pos]), np.full(len(pos), np.nan),
+                     np.zeros(len(pos), dtype=np.int64), enc.segments[pos])
+
+
+@dataclass(frozen=True)
+class TokenGroup:
+    """What one coloured span shows: `n` tokens from `first` (several when a character spans tokens)."""
+
+    first: int
+    n: int
+    text: str
+    logprob: float  # summed over the group's tokens: the log-probability of the text shown
+    segment: int  # segment of the first token
+
+
+def token_groups(view: TokenView) -> list[TokenGroup]:
+    """The view as displayed units: tokens ending inside a multi-byte character join the token completing it."""
+    pieces = list(view.pieces)
+    return [TokenGroup(first, n, "".join(pieces[first : first + n]),
+                       float(np.sum(np.asarray(view.logprobs[first : first + n], dtype=np.float64))),
+                       int(view.segments[first]))
+            for first, n in _merge_partial(pieces)]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -382,6 +419,38 @@ def comparison_html(title: str, prompt: str, left: Side, right: Side, *, stats: 
             f"<title>{html.escape(title)}</title><style>{css}</style></head><body>"
             f"<h1>{html.escape(title)}</h1>{model_line}<h2>Prompt</h2><div class=\"prompt\">{html.escape(prompt)}</div>"
             f"{legend_html()}<div class=\"cols\">{cards}</div>{stats_block}{diff_block}</body></html>")
+
+
+def export_stats(figures: pd.DataFrame) -> dict[str, Any]:
+    """A `sample_figures` table flattened to "<segment>: <figure>" -> value, leaving out missing values."""
+    return {f"{seg}: {k}": v for seg, row in figures.iterrows() for k, v in row.items() if pd.notna(v)}
+
+
+def comparison_document(names: tuple[str, str], rows: tuple[dict, dict], views: tuple[TokenView, TokenView],
+                        pair: pd.Series, *, diff: str = "", model: str = "") -> str:
+    """One comparison (the pair row of `pair_table`, both rows and their token views) as a self-contained HTML
+    document: the prompt, both responses coloured by surprisal, the per-sample figures and the word diff."""
+    sides = [Side(name, str(row.get("id")), token_html(v.pieces, v.logprobs, v.ranks, v.segments))
+             for name, row, v in zip(names, rows, views, strict=True)]
+    return comparison_html(f"{names[0]} vs {names[1]}", str(pair.get("prompt", "")), sides[0], sides[1],
+                           stats=export_stats(sample_figures(pair)), diff=diff, model=model)
+
+
+def export_name(rows: tuple[dict, dict], ext: str) -> str:
+    """A file name for one exported comparison, safe on every file system."""
+    stem = "-".join(re.sub(r"[^A-Za-z0-9_.-]+", "_", str(r.get("id")))[:40] for r in rows)
+    return f"compare-{stem}.{ext}"
+
+
+def pair_labels(table: pd.DataFrame, segment: str = "total") -> list[str]:
+    """One readable label per pair of an ordered `pair_table`: position, both ids, category and ΔNLL."""
+    delta = table.get(f"delta_nll_{segment}", pd.Series(np.nan, index=table.index))
+    out = []
+    for i, (a, b, cat, d) in enumerate(zip(table["id_a"], table["id_b"], table["category"].fillna(""), delta,
+                                           strict=True)):
+        shown = f" · ΔNLL {d:+.3f}" if pd.notna(d) else ""
+        out.append(f"{i + 1}. {a} ↔ {b}{f' · {cat}' if cat else ''}{shown}")
+    return out
 
 
 def sample_figures(pair: pd.Series) -> pd.DataFrame:

@@ -8,7 +8,6 @@ launched from here, large UMAP maps by a `project` job.
 from __future__ import annotations
 
 import json
-from itertools import combinations
 
 import pandas as pd
 import streamlit as st
@@ -25,6 +24,7 @@ from dgr_ui.jobs import job_panel, launch, tracked
 SELECTED = "shift_selected"  # {dataset: [ids]} of the current map selection
 EVENT_SIG = "shift_event_sig"  # the last selection event seen, so a rerun without a new event keeps SELECTED
 NO_OWN = "(none)"
+TAB = "shift_tab"  # the open tab (its label)
 
 
 def score_config() -> ScoreConfig:
@@ -37,17 +37,6 @@ def score_config() -> ScoreConfig:
                                 help="Hidden layer pooled into the embedding; -1 = last.")
     return ScoreConfig(model=current_model(), backend=current_backend(), mode=mode, max_length=int(max_length),
                        layer=int(layer))
-
-
-def load_sets(ws, names: list[str], cfg: ScoreConfig, handle) -> tuple[dict[str, A.ScoredSet], list[str]]:
-    sets, missing = {}, []
-    for name in names:
-        scored = A.load_scored_set(ws, name, cfg, handle)
-        if scored is None:
-            missing.append(name)
-        else:
-            sets[name] = scored
-    return sets, missing
 
 
 def missing_panel(ws, missing: list[str], cfg: ScoreConfig, handle) -> None:
@@ -81,17 +70,16 @@ def stats_tab(ws, sets: dict[str, A.ScoredSet], segment: str, names: list[str]) 
     ref = next(iter(sets))
     all_pairs = st.toggle("All pairs", key="shift_all_pairs",
                           help=f"Off: every dataset against the reference **{ref}** (first chosen).")
-    pairs = list(combinations(sets, 2)) if all_pairs else [(ref, n) for n in sets if n != ref]
-    if not pairs:
-        st.info("Choose at least two scored datasets to compare.")
-        return
     results = {}
-    with st.spinner("Computing shift statistics (cached after the first time)…"):
-        for a, b in pairs:
-            results[f"{b} vs {a}"] = A.shift_stats(ws, sets[a], sets[b], segment=segment)
-    headline(results)
-    own_stats = output_family(ws, sets, names)
-    frame = A.shift_stats_frame({**results, **own_stats})
+    if len(sets) < 2:
+        st.info("Choose at least two scored datasets for the likelihood and embedding statistics.")
+    else:
+        with st.spinner("Computing shift statistics (cached after the first time)…"):
+            results = A.pairwise_stats(ws, sets, all_pairs=all_pairs, segment=segment)
+        headline(results)
+    frame = A.shift_stats_frame({**results, **output_family(ws, sets, names)})
+    if frame.empty:
+        return
     st.dataframe(frame.drop(columns=["key"]), hide_index=True, column_config={
         "value": st.column_config.NumberColumn(format="%.4g"),
         "effect size": st.column_config.NumberColumn(format="%.3g"),
@@ -125,38 +113,17 @@ def output_family(ws, sets: dict[str, A.ScoredSet], names: list[str]) -> dict[st
                             "Rows pair by parent_id or by prompt text.")
     if own == NO_OWN:
         return {}
-    store = DatasetStore(ws)
-    own_df = store.load(own)
-    out, todo = {}, []
-    for name, s in sets.items():
-        if name == own:
-            continue
-        stat = A.output_similarity_stat(ws, s.frame, own_df, compute=False)
-        if stat is not None:
-            out[f"{name} vs {own} (own answers)"] = [stat]
-        elif len(A.own_answer_pairs(s.frame, own_df)) >= 2:
-            todo.append(name)
-        else:
-            st.info(f"{name}: fewer than 2 prompts in common with {own}.")
-    if todo:
-        embed_answers(ws, sets, todo, own_df, own)
-    return out
-
-
-def embed_answers(ws, sets, todo: list[str], own_df: pd.DataFrame, own: str) -> None:
-    texts = own_df["answer"].fillna("").astype(str).tolist()
-    for name in todo:
-        texts += sets[name].frame["answer"].fillna("").astype(str).tolist()
-    n = A.sentence_missing(texts, ws)
-    st.info(f"Output similarity needs sentence embeddings of {n} answer(s) (all-MiniLM-L6-v2, offline).")
-    if st.button(f"Embed {n} answers", key="shift_embed"):
-        if n <= 300:  # a few seconds on a CPU: fine in the page
-            with st.spinner("Embedding answers…"):
-                A.sentence_embeddings(texts, ws)
-            st.rerun()
-        launch(ws, "embed_sentences", {"datasets": [own, *todo], "column": "answer"},
-               name="embed answers", key="shift-embed")
+    fam = A.output_family(ws, {name: s.frame for name, s in sets.items()}, own)
+    for name in fam.unpaired:
+        st.info(f"{name}: fewer than 2 prompts in common with {own}.")
+    if fam.to_embed:
+        st.info(f"Output similarity of {', '.join(fam.to_embed)} needs sentence embeddings of {fam.n_missing} "
+                "answer(s) (all-MiniLM-L6-v2, offline), computed by a job.")
+        if st.button(f"Embed {fam.n_missing} answers", key="shift_embed"):
+            launch(ws, "embed_sentences", {"datasets": [own, *fam.to_embed], "column": "answer"},
+                   name="embed answers", key="shift-embed")
     job_panel(tracked("shift-embed"), key="shift-embed")
+    return fam.stats
 
 
 def map_tab(ws, sets: dict[str, A.ScoredSet], segment: str, cfg: ScoreConfig) -> None:
@@ -198,13 +165,10 @@ def sync_selection(event) -> None:
 def selection_panel(ws, points: pd.DataFrame) -> None:
     selected: dict[str, list[str]] = st.session_state.get(SELECTED) or {}
     n = sum(len(v) for v in selected.values())
+    shown = A.filter_points(points, selected)
     if n:
-        keep = pd.Series(list(zip(points["dataset"], points["id"], strict=True))).isin(
-            {(d, i) for d, ids in selected.items() for i in ids})
-        shown = points[keep.to_numpy()]
         st.markdown(f"**{n} selected** ({', '.join(f'{d}: {len(v)}' for d, v in selected.items())})")
     else:
-        shown = points
         st.caption("Box- or lasso-select points on the map to filter this table and save them as a subset.")
     st.dataframe(shown, hide_index=True, key="shift_points_table")
     if n:
@@ -246,9 +210,13 @@ def rankings_tab(sets: dict[str, A.ScoredSet], segment: str) -> None:
             st.dataframe(delta.head(25), hide_index=True)
     st.subheader("Shift by category")
     breakdown = A.category_breakdown(sets, segment)
-    if not breakdown.empty:
-        st.plotly_chart(ui.category_figure(breakdown), key="shift_category_chart")
-        st.dataframe(breakdown)
+    if breakdown.empty:
+        return
+    show_delta = len(sets) > 1 and st.toggle(f"Show the shift from {ref} (ΔNLL)", value=True,
+                                             key="shift_category_delta")
+    st.plotly_chart(ui.category_figure(breakdown, delta=show_delta), key="shift_category_chart")
+    st.caption(f"Mean per-sample NLL per category; `Δ <dataset>` = its mean minus {ref}'s in that category.")
+    st.dataframe(breakdown)
 
 
 def main() -> None:
@@ -268,22 +236,22 @@ def main() -> None:
     cfg = score_config()
     try:
         handle = A.model_handle(cfg.model, cfg.backend, ws)
-        sets, missing = load_sets(ws, chosen, cfg, handle)
+        sets, missing = A.load_scored_sets(ws, chosen, cfg, handle)
     except DGRError as exc:
         show_error(exc, "Loading scores")
         return
     missing_panel(ws, missing, cfg, handle)
     if not sets:
         return
-    tabs = st.tabs(["Distributions", "Shift statistics", "Map", "Rankings"])
-    with tabs[0]:
-        distributions_tab(sets)
-    with tabs[1]:
-        stats_tab(ws, sets, segment, names)
-    with tabs[2]:
-        map_tab(ws, sets, segment, cfg)
-    with tabs[3]:
-        rankings_tab(sets, segment)
+    views = {"Distributions": lambda: distributions_tab(sets),
+             "Shift statistics": lambda: stats_tab(ws, sets, segment, names),
+             "Map": lambda: map_tab(ws, sets, segment, cfg),
+             "Rankings": lambda: rankings_tab(sets, segment)}
+    # Lazy tabs: only the open one runs, so a rerun with 10,000 samples builds one view, not four.
+    for tab, view in zip(st.tabs(list(views), key=TAB, on_change="rerun"), views.values(), strict=True):
+        if tab.open:
+            with tab:
+                view()
 
 
 main()

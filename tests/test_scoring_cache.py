@@ -8,7 +8,7 @@ import pytest
 
 from dgr_core.models.loading import ModelSpec
 from dgr_core.scoring.api import ScoreConfig, op_meta, score_frame
-from dgr_core.scoring.cache import ScoreStore, op_key
+from dgr_core.scoring.cache import op_key
 
 
 def frame(n=20, tag=""):

@@ -256,7 +256,35 @@ def test_output_similarity_orders_by_closeness():
     assert sims[0] == pytest.approx(1.0) and sims[0] > sims[1] > sims[2]
     unrelated = S.output_similarity(rng.normal(size=(80, 64)), model)
     assert abs(unrelated.value) < 0.1 and _contains(unrelated, 0.0)
-    assert unrelated.p_value is None and unrelated.family == "output"
+    assert unrelated.p_value > 0.05 and abs(unrelated.effect_size) < 0.1 and unrelated.family == "output"
+
+
+def test_output_similarity_pairing_gain_tells_one_stock_answer_from_paired_answers():
+    # A stock answer (every row alike, e.g. one fixed refusal) is similar to the model's answers on average but
+    # no more to the answer of its own prompt: high similarity, gain ~0. Paired answers have a clear gain.
+    rng = np.random.default_rng(24)
+    shared = 3.0 * rng.normal(size=64)
+    model = shared + rng.normal(size=(60, 64))
+    stock = np.tile(shared + 0.3 * rng.normal(size=64), (60, 1))
+    paired = model + 0.5 * rng.normal(size=model.shape)
+    s_stock, s_paired = S.output_similarity(stock, model, seed=0), S.output_similarity(paired, model, seed=0)
+    assert s_stock.value > 0.8 and abs(s_stock.effect_size) < 0.02 and s_stock.p_value > 0.05
+    assert s_paired.effect_size > 0.05 and s_paired.p_value < 0.01
+    # Brute force: mean cosine of matched rows minus the mean over every mismatched (i, j).
+    cos = 1 - cdist(paired, model, "cosine")
+    off = (cos.sum() - np.trace(cos)) / (60 * 59)
+    assert s_paired.effect_size == pytest.approx(np.trace(cos) / 60 - off)
+
+
+def test_embedding_stats_have_an_effect_size():
+    x, y = _pair(25, n=60, shift=SHIFT)
+    for fn in ALL_TWO_SAMPLE:
+        stat = fn(x, y, seed=0)
+        assert stat.effect_size is not None and math.isfinite(stat.effect_size) and stat.effect_size_name
+    mmd = S.mmd_rbf(x, y, seed=0)
+    assert mmd.effect_size == pytest.approx(math.sqrt(mmd.value)) and 0 < mmd.effect_size < math.sqrt(2)
+    cos = S.centroid_cosine_distance(x, y, seed=0)
+    assert math.cos(math.radians(cos.effect_size)) == pytest.approx(1 - cos.value)
 
 
 # --- table, convenience, serialization -----------------------------------------------------------------------

@@ -13,7 +13,8 @@ computed by `score` jobs, never here.
     print(shift_stats_frame({"b vs a": stats}))
 
 Caches (all under the workspace's `scores/` folder, all files a person can open):
-- `shift/<key>.json`: statistics of one pair of sample sets (keyed by their sample keys and settings);
+- `shift/<key>.json`: statistics of one pair of sample sets, one file per family (likelihood per segment,
+  embedding once), keyed by both sets' sample keys and the settings;
 - `projections/<projection_key>.npz` + `.json`: 2-D maps of embeddings;
 - `sentence/<model tag>/<chunk>.npz`: sentence embeddings (all-MiniLM-L6-v2) keyed by a sha256 per text.
 
@@ -28,6 +29,7 @@ import importlib.util
 import io
 import os
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,7 +47,7 @@ from dgr_core.shift.stats import ShiftStat, compare_sets, output_similarity
 from dgr_core.workspace import Workspace, atomic_write_bytes, atomic_write_json, read_json
 
 SEGMENTS = ("reasoning", "answer", "total")
-STATS_VERSION = 1
+STATS_VERSION = 2  # 2: effect sizes for MMD, centroid cosine and output similarity; families cached apart
 # UMAP above this many points runs as a `project` job (a few seconds to minutes of CPU), below it in the page.
 UMAP_INLINE_MAX = 2000
 FAMILY_LABELS = {"likelihood": "likelihood (NLL under the target model)",
@@ -168,6 +170,7 @@ class _Memo(OrderedDict):
 
 
 _STORE_TABLES = _Memo(8)
+_FRAMES = _Memo(8)
 _CHUNK_EMB = _Memo(4096)
 _SETS = _Memo(32)
 
@@ -301,6 +304,31 @@ def load_scored_set(ws: Workspace, dataset: str, cfg: ScoreConfig,
     return _SETS.put(memo_key, ScoredSet(dataset, frame, result))
 
 
+def dataset_frame(ws: Workspace, dataset: str) -> pd.DataFrame:
+    """A stored dataset's table, memoized on its fingerprint and save time (a page rerun reads no file again).
+
+    The same object is returned to every caller: treat it as read-only (copy before changing it)."""
+    info = DatasetStore(ws).info(dataset)
+    key = (str(ws.root), info.name, info.fingerprint, info.created_at)
+    if key not in _FRAMES:
+        _FRAMES.put(key, DatasetStore(ws).load(dataset))
+    return _FRAMES[key]
+
+
+def load_scored_sets(ws: Workspace, names: list[str], cfg: ScoreConfig,
+                     handle: ModelHandle | None = None) -> tuple[dict[str, ScoredSet], list[str]]:
+    """The fully scored datasets among `names` (in that order), and the names of those not fully scored yet."""
+    handle = handle or model_handle(cfg.model, cfg.backend, ws)
+    sets, missing = {}, []
+    for name in names:
+        scored = load_scored_set(ws, name, cfg, handle)
+        if scored is None:
+            missing.append(name)
+        else:
+            sets[name] = scored
+    return sets, missing
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Distributions, rankings, category breakdown
 # ---------------------------------------------------------------------------------------------------------------
@@ -352,7 +380,9 @@ def delta_vs_reference(ref: ScoredSet, test: ScoredSet, segment: str = "total") 
 
 
 def category_breakdown(sets: dict[str, ScoredSet], segment: str = "total") -> pd.DataFrame:
-    """Mean NLL per category (rows) per dataset (columns), plus the sample count per cell as `n (<dataset>)`."""
+    """Mean NLL per category (rows) per dataset (columns), the shift of each dataset from the first (the
+    reference) as `Δ <dataset>` = its mean minus the reference's in that category, and the sample count per cell
+    as `n (<dataset>)`. A category missing from a dataset is NaN there."""
     col = f"nll_{segment}"
     frames = []
     for name, s in sets.items():
@@ -367,7 +397,17 @@ def category_breakdown(sets: dict[str, ScoredSet], segment: str = "total") -> pd
     count = long.pivot_table(index="category", columns="dataset", values=col, aggfunc="count")
     count.columns = [f"n ({c})" for c in count.columns]
     order = [n for n in sets if n in mean.columns]
-    return mean[order].join(count).sort_index()
+    ref = next(iter(sets))
+    out = mean[order]
+    if ref in mean.columns:
+        deltas = pd.DataFrame({f"Δ {n}": mean[n] - mean[ref] for n in order if n != ref}, index=mean.index)
+        out = out.join(deltas)
+    return out.join(count).sort_index()
+
+
+def category_mean_columns(breakdown: pd.DataFrame) -> list[str]:
+    """The per-dataset mean-NLL columns of a `category_breakdown` (not the Δ or count columns)."""
+    return [c for c in breakdown.columns if not str(c).startswith(("n (", "Δ "))]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -379,25 +419,57 @@ def _stats_path(ws: Workspace, parts: dict[str, Any]) -> Path:
     return ws.scores / "shift" / f"{sha256(canonical_json(parts))[:24]}.json"
 
 
+def _cached_stats(ws: Workspace, parts: dict[str, Any], ref: ScoredSet, test: ScoredSet,
+                  compute: Callable[[], list[ShiftStat]]) -> list[ShiftStat]:
+    """Statistics stored under `parts` (plus both sets' sample keys), computed by `compute()` when absent."""
+    parts = {**parts, "version": STATS_VERSION, "a": sha256("|".join(ref.result.keys)),
+             "b": sha256("|".join(test.result.keys))}
+    path = _stats_path(ws, parts)
+    if path.is_file():
+        return [ShiftStat.from_dict(d) for d in read_json(path)["stats"]]
+    stats = compute()
+    atomic_write_json(path, {**parts, "reference": ref.name, "test": test.name,
+                             "stats": [s.to_dict() for s in stats]})
+    return stats
+
+
 def shift_stats(ws: Workspace, ref: ScoredSet, test: ScoredSet, *, segment: str = "total", seed: int = 0,
                 n_boot: int = 200) -> list[ShiftStat]:
     """Likelihood + embedding statistics of `test` against `ref` (A = reference), cached by the sample keys.
 
-    Samples with no tokens in `segment` (NaN NLL) are left out of the likelihood statistics.
+    Samples with no tokens in `segment` (NaN NLL) are left out of the likelihood statistics. The two families
+    are cached apart: the embedding statistics (the slow ones: O(n²) kernels, permutations, cross-validation)
+    do not depend on the segment, so choosing another segment only computes the cheap likelihood ones.
     """
-    parts = {"op": "shift_stats", "version": STATS_VERSION, "segment": segment, "seed": seed, "n_boot": n_boot,
-             "a": sha256("|".join(ref.result.keys)), "b": sha256("|".join(test.result.keys))}
-    path = _stats_path(ws, parts)
-    if path.is_file():
-        return [ShiftStat.from_dict(d) for d in read_json(path)["stats"]]
-    nll_a, nll_b = ref.nll(segment), test.nll(segment)
-    nll_a, nll_b = nll_a[np.isfinite(nll_a)], nll_b[np.isfinite(nll_b)]
-    use_nll = nll_a.size >= 2 and nll_b.size >= 2
-    stats = compare_sets(nll_a if use_nll else None, nll_b if use_nll else None, ref.embeddings(),
-                         test.embeddings(), seed=seed, n_boot=n_boot)
-    atomic_write_json(path, {**parts, "reference": ref.name, "test": test.name,
-                             "stats": [s.to_dict() for s in stats]})
-    return stats
+    def likelihood() -> list[ShiftStat]:
+        nll_a, nll_b = ref.nll(segment), test.nll(segment)
+        nll_a, nll_b = nll_a[np.isfinite(nll_a)], nll_b[np.isfinite(nll_b)]
+        if nll_a.size < 2 or nll_b.size < 2:
+            return []
+        return compare_sets(nll_a, nll_b, None, None, seed=seed, n_boot=n_boot)
+
+    def embedding() -> list[ShiftStat]:
+        return compare_sets(None, None, ref.embeddings(), test.embeddings(), seed=seed, n_boot=n_boot)
+
+    settings = {"seed": seed, "n_boot": n_boot}
+    return (_cached_stats(ws, {"op": "shift_stats_likelihood", "segment": segment, **settings}, ref, test,
+                          likelihood)
+            + _cached_stats(ws, {"op": "shift_stats_embedding", **settings}, ref, test, embedding))
+
+
+def comparison_pairs(names: list[str], all_pairs: bool = False) -> list[tuple[str, str]]:
+    """(reference, test) pairs to compare: every dataset against the first one, or every pair in order."""
+    if all_pairs:
+        return [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
+    return [(names[0], n) for n in names[1:]]
+
+
+def pairwise_stats(ws: Workspace, sets: dict[str, ScoredSet], *, all_pairs: bool = False,
+                   segment: str = "total", seed: int = 0, n_boot: int = 200) -> dict[str, list[ShiftStat]]:
+    """`shift_stats` of each pair from `comparison_pairs`, labelled "<test> vs <reference>"."""
+    return {f"{b} vs {a}": shift_stats(ws, sets[a], sets[b], segment=check_segment(segment), seed=seed,
+                                       n_boot=n_boot)
+            for a, b in comparison_pairs(list(sets), all_pairs)}
 
 
 def shift_stats_frame(results: dict[str, list[ShiftStat]]) -> pd.DataFrame:
@@ -573,6 +645,45 @@ def output_similarity_stat(ws: Workspace, data: pd.DataFrame, own: pd.DataFrame,
     return ShiftStat(**{**stat.__dict__, "note": note})
 
 
+@dataclass
+class OutputFamily:
+    """The output-family statistics of several datasets against the model's own answers, and what is missing."""
+
+    own: str  # the dataset of the model's own answers
+    stats: dict[str, list[ShiftStat]]  # "<dataset> vs <own> (own answers)" -> [output_similarity]
+    to_embed: list[str]  # datasets that pair with `own` but whose answers are not embedded yet
+    unpaired: list[str]  # datasets with fewer than 2 prompts in common with `own`
+    texts: list[str] = field(default_factory=list, repr=False)  # the answers still to embed (all datasets)
+
+    @property
+    def n_missing(self) -> int:
+        return len(self.texts)
+
+
+def output_family(ws: Workspace, frames: dict[str, pd.DataFrame], own: str, *, seed: int = 0,
+                  n_boot: int = 200) -> OutputFamily:
+    """Similarity of each dataset's answers to the model's own answers in dataset `own`, from cached sentence
+    embeddings only: datasets whose answers are not all embedded are listed in `to_embed` (embed them with an
+    `embed_sentences` job), never embedded here."""
+    own_df = DatasetStore(ws).load(own)
+    out = OutputFamily(own, {}, [], [])
+    for name, frame in frames.items():
+        if name == own:
+            continue
+        pairs = own_answer_pairs(frame, own_df)
+        if len(pairs) < 2:
+            out.unpaired.append(name)
+            continue
+        stat = output_similarity_stat(ws, frame, own_df, seed=seed, n_boot=n_boot, compute=False)
+        if stat is None:
+            out.to_embed.append(name)
+            out.texts += pairs["answer"].tolist() + pairs["own_answer"].tolist()
+        else:
+            out.stats[f"{name} vs {own} (own answers)"] = [stat]
+    out.texts = sentence_todo(out.texts, ws) if out.texts else []
+    return out
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Map: projections of the embeddings (cached on disk)
 # ---------------------------------------------------------------------------------------------------------------
@@ -647,6 +758,27 @@ def selection_ids(points: list[dict[str, Any]]) -> dict[str, list[str]]:
             if str(data[1]) not in ids:
                 ids.append(str(data[1]))
     return out
+
+
+def top_groups(values: pd.Series, max_groups: int = 10) -> pd.Series:
+    """The values with all but the `max_groups - 1` most frequent replaced by "other (k more)", so a map coloured
+    by a column with many distinct values (multi-label categories) keeps a readable legend; unchanged when there
+    are at most `max_groups` distinct values. Empty values read "(none)"."""
+    vals = values.fillna("").astype(str).replace("", "(none)")
+    counts = vals.value_counts()
+    if len(counts) <= max_groups:
+        return vals
+    keep = set(counts.index[: max_groups - 1])
+    return vals.where(vals.isin(keep), f"other ({len(counts) - len(keep)} more)")
+
+
+def filter_points(points: pd.DataFrame, selected: dict[str, list[str]]) -> pd.DataFrame:
+    """The rows of a `map_points` table whose (dataset, id) is in `selected`; all rows when nothing is selected."""
+    if not any(selected.values()):
+        return points
+    wanted = pd.MultiIndex.from_tuples([(d, str(i)) for d, ids in selected.items() for i in ids])
+    keys = pd.MultiIndex.from_arrays([points["dataset"].astype(str), points["id"].astype(str)])
+    return points[keys.isin(wanted)]
 
 
 def check_segment(segment: str) -> str:

@@ -34,6 +34,7 @@ Example::
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 
@@ -180,7 +181,10 @@ def _cohens_d(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _welch_p(a: np.ndarray, b: np.ndarray) -> float:
-    with np.errstate(all="ignore"):
+    # Near-constant sets (e.g. one fixed refusal repeated) make scipy warn about precision; the p-value is
+    # still the right one (or NaN when both sets are constant), so the warning only adds noise to a page.
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
         return float(sps.ttest_ind(b, a, equal_var=False).pvalue)
 
 
@@ -299,7 +303,10 @@ def mmd_rbf(
     value, lo, hi, p = _kernel_test(k0, x.shape[0], y.shape[0], rng, n_perm, n_boot)
     return ShiftStat(
         key="mmd_rbf", name="MMD² (RBF)", family="embedding",
-        value=value, ci_low=lo, ci_high=hi, effect_size=None, effect_size_name=None, p_value=p,
+        value=value, ci_low=lo, ci_high=hi,
+        # MMD itself: the RKHS distance between the two kernel mean embeddings, 0 to √2 for an RBF kernel,
+        # so it reads on one scale whatever the embedding's units (a negative unbiased MMD² counts as 0).
+        effect_size=math.sqrt(max(value, 0.0)), effect_size_name="MMD = √max(MMD², 0) (0 to √2)", p_value=p,
         n_a=x.shape[0], n_b=y.shape[0],
         description="Kernel distance between the two embedding distributions (≈0 = same distribution, "
         "can dip below 0 by noise; larger = more shifted; the p-value tests 'same distribution').",
@@ -467,9 +474,11 @@ def centroid_cosine_distance(
     the origin; undefined (NaN) when a mean is the zero vector.
     """
     x, y, value, lo, hi, p = _centroid_stat(X, Y, _cosine_dist, seed, n_boot, n_perm)
+    angle = math.degrees(math.acos(min(1.0, max(-1.0, 1.0 - value)))) if math.isfinite(value) else float("nan")
     return ShiftStat(
         key="centroid_cosine_distance", name="Centroid cosine distance", family="embedding",
-        value=value, ci_low=lo, ci_high=hi, effect_size=None, effect_size_name=None, p_value=p,
+        value=value, ci_low=lo, ci_high=hi, effect_size=angle, effect_size_name="angle between the means (°)",
+        p_value=p,
         n_a=x.shape[0], n_b=y.shape[0],
         description="How far the direction of B's average embedding turned from A's (0 = same direction, "
         "1 = orthogonal); ignores length.",
@@ -488,24 +497,56 @@ def _row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", a, b) / norms
 
 
+def _unit_rows(a: np.ndarray) -> np.ndarray:
+    return a / np.linalg.norm(a, axis=1, keepdims=True)
+
+
+def _pairing_gain(d: np.ndarray, o: np.ndarray, rng: np.random.Generator, n_perm: int) -> tuple[float, float | None]:
+    """Mean cosine of matched rows minus the mean over mismatched rows, and its permutation p-value.
+
+    With unit rows, the sum over all (i, j) of cos(d_i, o_j) is sum(d) · sum(o), so the off-diagonal mean costs
+    O(n·dim) and a permutation only changes which pairs are on the diagonal.
+    """
+    du, ou = _unit_rows(d), _unit_rows(o)
+    n = du.shape[0]
+    total = float(du.sum(0) @ ou.sum(0))
+
+    def gain(paired_sum: np.ndarray | float) -> np.ndarray | float:
+        return paired_sum / n - (total - paired_sum) / (n * (n - 1))
+
+    observed = float(gain(np.einsum("ij,ij->", du, ou)))
+    if n < 3 or n_perm <= 0:
+        return observed, None
+    # One permutation at a time: n_perm x n x dim at once would be gigabytes for thousands of prompts.
+    null = np.array([np.einsum("ij,ij->", du, ou[rng.permutation(n)]) for _ in range(n_perm)])
+    return observed, _perm_p(observed, np.asarray(gain(null)))
+
+
 def output_similarity(
-    emb_dataset_answers: np.ndarray, emb_model_answers: np.ndarray, *, seed: int = 0, n_boot: int = 200
+    emb_dataset_answers: np.ndarray, emb_model_answers: np.ndarray, *, seed: int = 0, n_boot: int = 200,
+    n_perm: int = 200,
 ) -> ShiftStat:
     """Mean paired cosine similarity between each dataset answer and the model's own answer to the same prompt.
 
-    Rows must be aligned (row i of both arrays answers prompt i). CI by bootstrap over prompts; no test, since
-    there is no natural null value for a similarity.
+    Rows must be aligned (row i of both arrays answers prompt i). CI by bootstrap over prompts. The effect size
+    is the *pairing gain*: the mean paired cosine minus the mean cosine of each dataset answer to the model's
+    answers to the *other* prompts. Answers that all look alike (one fixed refusal) score a high similarity but a
+    gain near 0; a gain well above 0 means the data answers each prompt the way the model does. The p-value is a
+    permutation test of that gain (shuffling which own answer goes with which prompt); it needs 3+ prompts.
     """
     d = _as_samples(emb_dataset_answers, "dataset answer embeddings")
     o = _as_samples(emb_model_answers, "model answer embeddings")
     if d.shape != o.shape:
         raise ShiftInputError(f"paired embeddings must have one shape; got {d.shape} and {o.shape}")
     cos = _row_cosines(d, o)
-    boot = _boot_counts(np.random.default_rng(seed), cos.size, n_boot) @ cos / cos.size
+    rng = np.random.default_rng(seed)
+    boot = _boot_counts(rng, cos.size, n_boot) @ cos / cos.size
     lo, hi = _percentile_ci(boot)
+    gain, p = _pairing_gain(d, o, rng, n_perm)
     return ShiftStat(
         key="output_similarity", name="Similarity to model's own answer", family="output",
-        value=float(cos.mean()), ci_low=lo, ci_high=hi, effect_size=None, effect_size_name=None, p_value=None,
+        value=float(cos.mean()), ci_low=lo, ci_high=hi, effect_size=gain,
+        effect_size_name="pairing gain (paired − unpaired mean cosine)", p_value=p,
         n_a=cos.size, n_b=cos.size,
         description="Mean cosine between each dataset answer and what the target model itself answers to the same "
         "prompt (1 = says the same thing; lower = the data puts words in the model's mouth).",
