@@ -9,7 +9,8 @@
 Steps (each one a normal child run folder of kind refine / score / train / evaluate, visible on the Runs page):
 0. (inline, instant) draw `n_refine` samples of the DirectRefusal-style external set "demo-external-refusal",
    leaving out every prompt the safety evaluation will ask, and save them as the dataset `<tag>-original`;
-1. refine them with the target model itself (mode joint) into `<tag>-refined`;
+1. refine them with the target model itself (mode joint) into `<tag>-refined` (a rewrite needs no <think> block
+   unless `expect_think`: the embedded model writes none, and its own words are the point);
 2. score the original and the refined set (the distribution shift: NLL under the target model);
 3. per seed: LoRA SFT on `n_train` samples of each set (the same rows: the refined set keeps the original order,
    and the seeded draw picks the same positions, so sft-refined trains on the rewrites of sft-original's rows);
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
@@ -62,7 +64,8 @@ FORWARDED = ("done", "total", "unit", "loss", "tokens_per_s", "eta_s", "padding"
 
 @dataclass
 class DemoConfig:
-    """One miniature DGR experiment. Defaults run on 2 CPU cores in well under 20 minutes (benchmarks/RESULTS.md)."""
+    """One miniature DGR experiment. The defaults are sized for 2 CPU cores and under 20 minutes on the embedded
+    model (measured: benchmarks/results_demo.md)."""
 
     model: ModelSpec = field(default_factory=ModelSpec)  # the target model: it refines, is trained, is evaluated
     backend: str = "hf"  # generation / scoring backend ("hf", "vllm", "fake"); training always uses transformers
@@ -74,6 +77,10 @@ class DemoConfig:
     epochs: int = 3  # SFT epochs (LoRA, the train job's default learning rate)
     method: str = "lora"  # "lora" or "full"
     refine_max_new_tokens: int = 160  # token limit of one rewrite (reasoning + answer)
+    # Require a <think> block in each rewrite. Off by default: the embedded SmolLM2 never writes one, so every
+    # rewrite would fall back to the original and the demo would compare a set with itself. Turn it on for a
+    # reasoning model (a rewrite without reasoning then falls back instead of dropping the reasoning).
+    expect_think: bool = False
     eval_max_new_tokens: int = 128  # token limit of one evaluation answer
     eval_limits: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_EVAL_LIMITS))  # items per benchmark
     eval_seed: int = 0  # which benchmark items are drawn (the same for every model: paired comparisons)
@@ -162,11 +169,14 @@ def eval_config(cfg: DemoConfig, model: ModelSpec) -> dict[str, Any]:
 
 def refine_config(cfg: DemoConfig, names: dict[str, str]) -> dict[str, Any]:
     from dgr_core.backends.base import GenerationConfig
+    from dgr_core.refine.filters import FilterConfig
     from dgr_core.refine.job import RefineConfig
 
     gen = GenerationConfig(max_new_tokens=cfg.refine_max_new_tokens, batch_size=cfg.batch_size)
+    # score_after off: the demo scores both sets in steps of their own (visible, cached, resumable).
     return RefineConfig(dataset=names["original"], model=cfg.model, backend=cfg.backend, mode="joint",
-                        generation=gen, output_name=names["refined"], score_after=False).to_dict()
+                        generation=gen, filters=FilterConfig(expect_think=cfg.expect_think),
+                        output_name=names["refined"], score_after=False).to_dict()
 
 
 def score_config(cfg: DemoConfig, dataset: str) -> dict[str, Any]:
@@ -238,9 +248,12 @@ def prepare_original(ws: Workspace, cfg: DemoConfig, names: dict[str, str], run_
     if cfg.dataset == EXTERNAL_DATASET:
         ensure_demo_datasets(ws)
     df = draw_original(store.load(cfg.dataset), cfg, eval_prompts(cfg))
-    store.save(names["original"], df, origin=f"demo:{run_name}", parent=cfg.dataset,
+    # No `parent`: a dataset with a parent counts as *refined* (dgr_core.safety_tax), and this draw is the
+    # original side of the comparison. Where it came from goes into `extra` instead.
+    store.save(names["original"], df, origin=f"demo:{run_name}",
                description=f"{cfg.n_refine} samples of {cfg.dataset} (seed {cfg.data_seed}) drawn by demo run "
-                           f"{run_name}, none of them in its safety evaluation.")
+                           f"{run_name}, none of them in its safety evaluation.",
+               extra={"drawn_from": cfg.dataset, "data_seed": cfg.data_seed, "demo_run": run_name})
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -426,13 +439,19 @@ def summarize(cfg: DemoConfig, names: dict[str, str], results: dict[str, dict], 
         "config": cfg.to_dict(), "datasets": names,
         "refine": {k: refine.get(k) for k in ("output_dataset", "n", "n_fell_back", "fallback_rate",
                                                "fallback_reasons", "seconds")},
-        "shift": {which: results[f"score-{which}"].get("mean", {}) for which in ("original", "refined")},
+        "shift": {which: {k: _finite(v) for k, v in results[f"score-{which}"].get("mean", {}).items()}
+                  for which in ("original", "refined")},
         "train": {key.removeprefix("train-"): _train_summary(res, _run_id(rows, key))
                   for key, res in results.items() if key.startswith("train-")},
         "evaluations": evaluations, "table": metric_rows(evaluations),
         "steps": [{k: r.get(k) for k in ("key", "kind", "run_id", "seconds", "reused")} for r in rows],
         "seconds": round(seconds, 2),
     }
+
+
+def _finite(value: Any) -> float | None:
+    # A mean over no tokens (a refined set without reasoning has no reasoning NLL) is NaN: null in strict JSON.
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
 
 
 def _run_id(rows: list[dict[str, Any]], key: str) -> str | None:
@@ -478,8 +497,10 @@ def demo_pivot(result: dict[str, Any]) -> pd.DataFrame:
     table = demo_table(result)
     if table.empty:
         return pd.DataFrame(columns=["benchmark", "metric"])
-    wide = table.pivot_table(index=["benchmark", "metric"], columns="model", values="value", aggfunc="mean", dropna=False,
-                             sort=False)
+    # groupby, not pivot_table: only the (benchmark, metric) pairs that exist, and a model whose value is missing
+    # keeps its NaN cell instead of vanishing.
+    wide = (table.groupby(["benchmark", "metric", "model"], sort=False, dropna=False)["value"].mean()
+            .unstack("model"))
     order = [m for m in ("base", "sft-original", "sft-refined") if m in wide.columns]
     return wide[order].reset_index().rename_axis(columns=None)
 
@@ -515,7 +536,8 @@ def config_from_args(args: argparse.Namespace) -> DemoConfig:
         limits[name] = int(value)
     return DemoConfig(model=model, backend=args.backend, n_refine=args.n_refine, n_train=args.n_train,
                       seeds=list(args.seeds), epochs=args.epochs, refine_max_new_tokens=args.refine_max_new_tokens,
-                      eval_max_new_tokens=args.eval_max_new_tokens, eval_limits=limits)
+                      eval_max_new_tokens=args.eval_max_new_tokens, eval_limits=limits,
+                      expect_think=args.expect_think)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -539,6 +561,8 @@ def register(subparsers) -> None:
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--refine-max-new-tokens", type=int, default=d.refine_max_new_tokens)
     p.add_argument("--eval-max-new-tokens", type=int, default=d.eval_max_new_tokens)
+    p.add_argument("--expect-think", action="store_true",
+                   help="require a <think> block in every rewrite (for reasoning models; the demo model has none)")
     p.add_argument("--eval-limit", action="append", metavar="BENCHMARK=N",
                    help=f"items per benchmark (repeatable); defaults {DEFAULT_EVAL_LIMITS}")
     p.set_defaults(fn=cmd_demo)

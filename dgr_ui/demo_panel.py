@@ -1,9 +1,12 @@
 """The "DGR in miniature" panel: one click submits the demo job (dgr_core.pipeline) with the sidebar's model and
-backend, then shows its live job panel, the list of its steps (each a child run) and, when done, the metrics of
-the base model, SFT on the original samples and SFT on the refined samples.
+backend, then shows its live job panel (step i/k and the running child's progress, ETA, cancel / resume), the
+list of its steps (each a child run) and, when done, the metrics of the base model, SFT on the original samples
+and SFT on the refined samples, with links to the Safety-tax page and the report, which read the same runs.
 
     from dgr_ui.demo_panel import demo_panel
     demo_panel(workspace())
+
+Not nested in an expander of its own: the Datasets page already shows it inside one (Streamlit forbids nesting).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 
 from dgr_core.jobs import manager
 from dgr_core.pipeline import KIND, DemoConfig, demo_pivot, latest_demo, step_table
@@ -19,17 +23,16 @@ from dgr_ui.common import current_backend, current_model
 from dgr_ui.jobs import job_panel, launch, tracked
 
 ACTIVE = ("queued", "waiting", "running")
+# (script relative to app.py, label, url path as app.py names it): where the demo's results are read.
+RESULT_PAGES = (("pages/safety_tax.py", "Safety tax", "safety_tax"), ("pages/report.py", "Report", "report"))
 
 
 def demo_panel(ws: Workspace, key: str = "demo") -> None:
-    """Button, job panel, step list and results of the newest demo run (the one launched here, else the last)."""
+    """Settings, button, job panel, step list and results of the newest demo run (launched here, else the last)."""
     st.subheader("DGR in miniature")
-    cfg = DemoConfig(model=current_model(), backend=current_backend())
-    st.caption(f"Refines {cfg.n_refine} samples of `{cfg.dataset}` with `{cfg.model.ref}` ({cfg.backend}), scores "
-               f"both sets, fine-tunes ({cfg.method.upper()}, {cfg.epochs} epochs) on {cfg.n_train} original and "
-               f"{cfg.n_train} refined samples, and evaluates the base and both SFT models on "
-               f"{', '.join(cfg.eval_limits)}. About 10 minutes on a 2-core CPU (benchmarks/RESULTS.md). "
-               "Same as `dgr demo` on the command line.")
+    cfg = settings(key)
+    st.caption(describe(cfg) + " Target on the embedded model: under 20 minutes on 2 CPU cores (measured times: "
+               "benchmarks/results_demo.md). Same as `dgr demo` on the command line.")
     if st.button("Run DGR in miniature", key=f"{key}_launch", type="primary"):
         launch(ws, KIND, cfg.to_dict(), name="demo", key=key)
     run_dir = tracked(key) or _newest(ws)
@@ -39,6 +42,27 @@ def demo_panel(ws: Workspace, key: str = "demo") -> None:
     job_panel(run_dir, key)
     _steps(ws, run_dir, key)
     _results(run_dir)
+
+
+def settings(key: str) -> DemoConfig:
+    """The demo config: the sidebar's model and backend, sample counts and epochs from three small inputs."""
+    d = DemoConfig()
+    cols = st.columns(3)
+    n_refine = cols[0].number_input("Samples refined", 1, 313, d.n_refine, key=f"{key}_n_refine",
+                                    help=f"Drawn (seeded) from `{d.dataset}`, none of them asked in the evaluation.")
+    n_train = cols[1].number_input("SFT samples per set", 1, 313, d.n_train, key=f"{key}_n_train",
+                                   help="At most the samples refined. The DGR paper: as few as 10 samples "
+                                        "activate refusals.")
+    epochs = cols[2].number_input("SFT epochs", 1, 20, d.epochs, key=f"{key}_epochs")
+    return DemoConfig(model=current_model(), backend=current_backend(), n_refine=int(n_refine),
+                      n_train=min(int(n_train), int(n_refine)), epochs=int(epochs))
+
+
+def describe(cfg: DemoConfig) -> str:
+    return (f"Refines {cfg.n_refine} samples of `{cfg.dataset}` with `{cfg.model.ref}` ({cfg.backend}) in its own "
+            f"words, scores both sets (NLL under the model), fine-tunes ({cfg.method.upper()}, {cfg.epochs} "
+            f"epoch{'s' if cfg.epochs != 1 else ''}) on {cfg.n_train} original and the same {cfg.n_train} refined "
+            f"samples, and evaluates the base and both SFT models on {', '.join(cfg.eval_limits)}.")
 
 
 def _newest(ws: Workspace) -> Path | None:
@@ -65,9 +89,26 @@ def _results(run_dir: Path) -> None:
     result = manager.RunInfo(run_dir, {}, {}).result()
     if not result:
         return
-    st.markdown("**Results** (mean over seeds; refusal on held-out harmful prompts, over-refusal on benign ones)")
+    st.markdown("**Results** (mean over seeds; refusal on held-out harmful prompts, over-refusal on benign ones, "
+                "accuracy on reasoning)")
     st.dataframe(demo_pivot(result), hide_index=True, width="stretch")
-    refine = result.get("refine") or {}
+    refine, shift = result.get("refine") or {}, result.get("shift") or {}
     if refine.get("n"):
         st.caption(f"{refine.get('n_fell_back', 0)} of {refine['n']} rewrites fell back to the original "
-                   f"({refine.get('fallback_rate', 0):.0%}).")
+                   f"({refine.get('fallback_rate') or 0:.0%}).")
+    nll = {which: (shift.get(which) or {}).get("nll_total") for which in ("original", "refined")}
+    if all(v is not None for v in nll.values()):
+        st.caption(f"Mean NLL per token under the base model: original {nll['original']:.2f}, refined "
+                   f"{nll['refined']:.2f} nats (lower = closer to the model's own distribution).")
+    row = st.container(horizontal=True)
+    for script, label, url in RESULT_PAGES:
+        _page_link(row, script, label, url)
+
+
+def _page_link(where, script: str, label: str, url: str) -> None:
+    """A link to another page of the app; a plain link when the page runs on its own (AppTest of one page file),
+    where the router's pages are not registered."""
+    try:
+        where.page_link(script, label=label, icon=":material/arrow_forward:")
+    except StreamlitAPIException:
+        where.markdown(f"[{label}](/{url})")

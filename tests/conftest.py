@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# Before torch loads: spin-waiting OpenMP threads crawl on a shared 2-core CPU (see dgr_core.jobs.manager).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def shared_data_dir() -> Path:

@@ -1,19 +1,27 @@
-"""Browser test: headless Chromium drives the real Streamlit server, page by page, and launches one small job.
+"""Browser test: headless Chromium drives the real Streamlit server, opens every page and runs one small job.
 
-    .venv/bin/pytest -m browser tests/test_browser.py
+    .venv/bin/python -m pytest -m browser tests/test_browser.py -x -q
 
-A session fixture starts `streamlit run app.py` on a free port with DGR_HOME set to a temporary workspace (demo
-datasets prepared, models folder linked to the repo's cache/models) and waits for /_stcore/health. The test opens
-every page through the sidebar navigation, checks each shows a title and no exception box, and saves a full-page
-screenshot per page into test-artifacts/ (git-ignored). Then it selects the fake backend in the sidebar, launches a
-tiny evaluation on the Evaluate page, waits for the job to finish and checks the page shows its results.
+A module fixture starts `streamlit run app.py --server.address 127.0.0.1 --server.port <free port>
+--server.headless true` with DGR_HOME set to a temporary workspace (demo datasets prepared, models folder linked
+to the repo's cache/models, as the `ws` fixture does) and waits for /_stcore/health. Then:
 
-Playwright comes from pip; the browser is Debian's chromium (/usr/bin/chromium; `playwright install` is never run:
-it downloads browsers). Without either, the test is skipped, except in CI (CI=true), where that is a failure.
+- every page listed in the sidebar navigation is opened by its URL (st.navigation names it after the page:
+  /evaluate, /safety_tax, …), must show a title and no exception box, and is saved as a full-page screenshot;
+  every script in pages/ must be reachable that way;
+- the "DGR in miniature" panel renders (on the Datasets page) with its settings and launch button;
+- the fake backend is chosen in the sidebar and a tiny evaluation (2 items per benchmark) is launched on the
+  Evaluate page; the test waits for the job, then checks that the page, without a reload, shows the finished state
+  and a metrics table with every benchmark of the run's result.json.
+
+Screenshots go to test-artifacts/ (git-ignored). Playwright comes from pip (the `test` extra); the browser is
+Debian's chromium at /usr/bin/chromium (`playwright install` is never run: it downloads browsers). When either is
+missing the test FAILS, never skips: a skipped browser test would hide a broken app. `.ci/run` installs chromium.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -23,6 +31,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 
@@ -31,8 +40,10 @@ pytestmark = pytest.mark.browser
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"
 CHROMIUM = Path(os.environ.get("DGR_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+# Headless, no sandbox (containers), and nothing that phones home: the test must run offline.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-default-apps", "--no-first-run",
+                 "--metrics-recording-only", "--disable-features=Translate,OptimizationHints,MediaRouter"]
 JOB_TIMEOUT_S = 120
 RENDER_TIMEOUT_MS = 30_000
 
@@ -42,18 +53,12 @@ def _missing() -> str | None:
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
-        return "playwright is not installed (pip install -e '.[test]')"
+        return "playwright is not installed (pip install -e '.[test]' installs it)"
     if not CHROMIUM.is_file():
-        return f"no Chromium at {CHROMIUM} (apt-get install chromium; .ci/run does it)"
+        return f"no Chromium at {CHROMIUM}: `.ci/run` installs it (apt-get install chromium)"
     if not (REPO / "app.py").is_file():
-        return "app.py does not exist yet"
+        return "app.py (the router) does not exist"
     return None
-
-
-def _skip_or_fail(reason: str) -> None:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"browser test cannot run in CI: {reason}")
-    pytest.skip(reason)
 
 
 def _free_port() -> int:
@@ -84,24 +89,25 @@ def _workspace(root: Path) -> Path:
     return home
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """Base URL of a running `streamlit run app.py` on its own workspace; stopped (process group) at the end."""
+    """Base URL and DGR_HOME of a running `streamlit run app.py`; jobs and server stopped at the end."""
     reason = _missing()
     if reason:
-        _skip_or_fail(reason)
+        pytest.fail(f"the browser test cannot run: {reason}", pytrace=False)
     root = tmp_path_factory.mktemp("browser")
     home = _workspace(root)
     port = _free_port()
     env = {**os.environ, "DGR_HOME": str(home), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    log = open(root / "streamlit.log", "w")  # noqa: SIM115 - closed at teardown
+    log_path = root / "streamlit.log"
+    log = open(log_path, "w")  # noqa: SIM115 - closed at teardown
     cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1", "--server.port",
            str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"]
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_healthy(proc, url, root / "streamlit.log")
-        yield {"url": url, "home": home}
+        _wait_healthy(proc, url, log_path)
+        yield {"url": url, "home": home, "log": log_path}
     finally:
         _stop_jobs(home)
         _kill_group(proc)
@@ -120,6 +126,7 @@ def _wait_healthy(proc: subprocess.Popen, url: str, log: Path, timeout: float = 
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
+    """Stop the server we started (its own process group, so nothing else is touched)."""
     try:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(10)
@@ -140,7 +147,7 @@ def _stop_jobs(home: Path) -> None:
             manager.cancel(run.run_dir)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(server):
     from playwright.sync_api import sync_playwright
 
@@ -151,12 +158,11 @@ def browser(server):
 
 
 @pytest.fixture
-def page(browser, server):
+def page(browser):
+    """A fresh browser tab; each `goto` opens a fresh Streamlit session."""
     context = browser.new_context(viewport={"width": 1440, "height": 1000})
     pg = context.new_page()
     pg.set_default_timeout(RENDER_TIMEOUT_MS)
-    pg.goto(server["url"])
-    settle(pg)
     yield pg
     context.close()
 
@@ -176,23 +182,52 @@ def settle(page, timeout_s: float = 30) -> None:
 
 
 def nav_links(page) -> list[tuple[str, str]]:
-    """(label, href) of every page in the sidebar navigation, expanding "View more" if the list is folded."""
-    more = page.locator('[data-testid="stSidebarNavViewButton"]')
-    if more.count() and "more" in more.first.inner_text().lower():
-        more.first.click()
-    links = page.locator('[data-testid="stSidebarNavLink"]')
-    return [(links.nth(i).inner_text().strip(), links.nth(i).get_attribute("href") or "") for i in range(links.count())]
+    """(label, href) of every page in the sidebar navigation, once it is the router's: before app.py has run,
+    Streamlit briefly lists the files of pages/ instead, so wait for a page title and a list that holds still."""
+    title_of(page)
+    before, same = None, 0
+    for _ in range(40):
+        more = page.locator('[data-testid="stSidebarNavViewButton"]')
+        if more.count() and "more" in more.first.inner_text().lower():
+            more.first.click()
+        links = page.locator('[data-testid="stSidebarNavLink"]')
+        now = [(_label(links.nth(i).inner_text()), links.nth(i).get_attribute("href") or "")
+               for i in range(links.count())]
+        same = same + 1 if now and now == before else 0
+        if same >= 2:
+            return now
+        before = now
+        page.wait_for_timeout(250)
+    raise AssertionError(f"the sidebar navigation never settled; last seen: {before}")
 
 
-def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "home"
+def _label(text: str) -> str:
+    # A link's text is its icon's name, then its title, on separate lines.
+    return [line for line in text.splitlines() if line.strip()][-1].strip()
 
 
-def screenshot(page, name: str) -> Path:
+def url_path(href: str) -> str:
+    """"http://127.0.0.1:8501/safety_tax" -> "safety_tax"; the default page is "" (served at /)."""
+    return urlparse(href).path.strip("/")
+
+
+def screenshot(page, name: str, max_height: int = 6000) -> Path:
+    """The whole page as a PNG in test-artifacts/. Streamlit scrolls inside its own container, so a "full page"
+    shot would stop at the window: the window is stretched to the content's height for the shot instead."""
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
+    size = page.viewport_size
+    height = page.evaluate("() => Math.max(...[...document.querySelectorAll('[data-testid=stMain], "
+                           "[data-testid=stSidebarContent]')].map(e => e.scrollHeight), 0)")
+    page.set_viewport_size({"width": size["width"], "height": min(max(height, size["height"]), max_height)})
+    page.wait_for_timeout(300)  # let the canvas-drawn tables repaint at the new size
+    page.screenshot(path=str(path))
+    page.set_viewport_size(size)
     return path
+
+
+def main_text(page) -> str:
+    return page.locator('[data-testid="stMain"]').inner_text()
 
 
 def exception_text(page) -> str:
@@ -200,10 +235,12 @@ def exception_text(page) -> str:
     return "\n".join(boxes.nth(i).inner_text() for i in range(boxes.count()))
 
 
-def open_page(page, label: str) -> None:
-    page.locator('[data-testid="stSidebarNavLink"]', has_text=label).first.click()
-    page.wait_for_timeout(300)
+def goto(page, url: str) -> str:
+    """Open `url` in a new session and wait for its first full run; returns the page title."""
+    page.goto(url)
+    title = title_of(page)  # before the first run, "no script is running" says nothing
     settle(page)
+    return title
 
 
 def title_of(page) -> str:
@@ -214,9 +251,11 @@ def title_of(page) -> str:
 
 def choose_option(page, key: str, option: str) -> None:
     """Pick `option` in the selectbox whose widget key is `key` (Streamlit puts `st-key-<key>` on its block)."""
-    page.locator(f".st-key-{key} [data-baseweb='select']").click()
+    box = page.locator(f".st-key-{key}").get_by_role("combobox")
+    box.click()
     page.get_by_role("option", name=option, exact=True).click()
     settle(page)
+    assert box.input_value() == option, f"selectbox {key!r} shows {box.input_value()!r}, not {option!r}"
 
 
 def set_number(page, key: str, value: int) -> None:
@@ -229,19 +268,46 @@ def set_number(page, key: str, value: int) -> None:
 # ---------------------------------------------------------------- tests
 
 
-def test_every_page_renders_with_a_title_and_no_exception(page):
+def test_every_page_opens_by_its_url(page, server):
+    goto(page, server["url"])
     links = nav_links(page)
-    assert len(links) >= 5, f"expected the app's pages in the sidebar navigation, found {links}"
-    problems = []
-    for label, _ in links:
-        open_page(page, label)
-        title, error = title_of(page), exception_text(page)
-        screenshot(page, f"page-{slug(label)}")
+    paths = [url_path(href) for _, href in links]
+    scripts = sorted(p.name for p in (REPO / "pages").glob("*.py"))
+    assert len(paths) == len(set(paths)) == len(scripts), \
+        f"every script in pages/ ({scripts}) needs one navigation entry; found {links}"
+    for expected in ("evaluate", "safety_tax", "report"):  # st.navigation names a page's URL after it
+        assert expected in paths, f"no page at /{expected}; the navigation has {paths}"
+    problems, demo_pages = [], []
+    for (label, _), path in zip(links, paths, strict=True):
+        title = goto(page, f"{server['url']}/{path}")
+        error = exception_text(page)
+        if demo_panel_shown(page):
+            demo_pages.append(path)
+        screenshot(page, f"page-{path or 'default'}")
         if not title:
-            problems.append(f"{label}: no title")
+            problems.append(f"/{path} ({label}): no title")
         if error:
-            problems.append(f"{label}: exception shown:\n{error[:1500]}")
+            problems.append(f"/{path} ({label}): exception shown:\n{error[:1500]}")
     assert not problems, "\n\n".join(problems)
+    assert demo_pages, "no page offers the 'DGR in miniature' panel"
+
+
+def demo_panel_shown(page) -> bool:
+    """Unfold the "DGR in miniature" expander if this page has one; check its launch button and settings render
+    (the demo itself takes minutes: the demo job is tested in test_pipeline.py)."""
+    expander = page.locator('[data-testid="stExpander"]', has_text="DGR in miniature")
+    if not expander.count():
+        return False
+    expander.first.locator("summary").click()
+    settle(page)
+    button = expander.first.locator(".st-key-demo_launch button")
+    button.wait_for(state="visible")
+    assert "Run DGR in miniature" in button.inner_text()
+    assert "demo-external-refusal" in expander.first.inner_text()
+    from dgr_core.pipeline import DemoConfig
+
+    assert page.locator(".st-key-demo_n_refine input").input_value() == str(DemoConfig().n_refine)
+    return True
 
 
 def test_a_tiny_evaluation_runs_from_the_browser(page, server):
@@ -249,24 +315,31 @@ def test_a_tiny_evaluation_runs_from_the_browser(page, server):
     from dgr_core.jobs import manager
     from dgr_core.workspace import Workspace
 
+    assert goto(page, f"{server['url']}/evaluate") == "Evaluate"
     choose_option(page, "backend", "fake")
-    label = next((lbl for lbl, _ in nav_links(page) if lbl.lower().startswith("evaluat")), None)
-    assert label, "no Evaluate page in the navigation"
-    open_page(page, label)
     set_number(page, "eval_limit", 2)
     page.locator(".st-key-eval_launch button").click()
     settle(page)
     runs = manager.list_runs(Workspace(server["home"]), "evaluate")
-    assert runs, f"no evaluate run was created:\n{page.locator('[data-testid=stMain]').inner_text()[:2000]}"
-    state = manager.wait(runs[0].run_dir, JOB_TIMEOUT_S)
+    assert runs, f"no evaluate run was created:\n{main_text(page)[:2000]}"
+    run = runs[0]
+    state = manager.wait(run.run_dir, JOB_TIMEOUT_S)
     assert state["state"] == "done", f"the evaluation ended {state['state']}: {state.get('error')}"
-    assert runs[0].spec["config"]["backend"] == "fake"
-    # The page polls the job: it must show the finished state and then the results without a reload.
+    config = run.spec["config"]
+    assert config["backend"] == "fake" and config["limit"] == 2
+    # The page polls the job: without a reload it must show the finished state, then the results.
     page.get_by_text(re.compile(r"\bdone\b")).first.wait_for(state="visible", timeout=JOB_TIMEOUT_S * 1000)
+    page.get_by_text(re.compile(r"\d+ samples")).first.wait_for(state="visible", timeout=JOB_TIMEOUT_S * 1000)
     settle(page)
     screenshot(page, "job-evaluate")
-    main = page.locator('[data-testid="stMain"]')
-    assert "No finished evaluation yet" not in main.inner_text()
-    assert re.search(r"\d+ samples", main.inner_text()), "the results summary is missing"
-    assert main.locator('[data-testid="stDataFrame"]').count() >= 1, "no results table"
+    text = main_text(page)
+    assert run.run_dir.name in text, "the job panel does not name the run"
+    assert "No finished evaluation yet" not in text
+    result = json.loads((run.run_dir / "result.json").read_text())
+    assert f"{result['n_samples']} samples" in text
+    tables = page.locator('[data-testid="stMain"] [data-testid="stDataFrame"]')
+    assert tables.count() >= 1, "no results table"
+    shown = tables.first.text_content() or ""  # the grid draws on a canvas; its accessible table has the text
+    missing = [bench for bench in result["metrics"] if bench not in shown]
+    assert not missing, f"benchmarks of result.json missing from the metrics table: {missing}\n{shown[:1500]}"
     assert not exception_text(page)

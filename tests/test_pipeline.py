@@ -1,13 +1,15 @@
-"""The "demo" pipeline (DGR in miniature): config, plan, held-out draw, and the run itself.
+"""The "demo" pipeline (DGR in miniature): config, plan, held-out draw, the run itself, and its panel.
 
 Most tests run the demo job in this process on stub child kinds (instant; the registry is monkeypatched) to pin
 down progress forwarding, cancel and resume. One test runs the real refine / score / train / evaluate kinds end to
-end through the CLI and a worker process, with the fake backend and the tiny random Llama.
+end through the CLI and a worker process, with the fake backend and the tiny random Llama, and reads the result
+back the way the Safety-tax page does. The panel (dgr_ui.demo_panel) is opened in AppTest.
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -91,15 +93,33 @@ def test_cli_builds_the_config(ws):
     cfg = config_from_args(args)
     assert (cfg.n_refine, cfg.n_train, cfg.seeds, cfg.eval_limits["gsm8k100"]) == (6, 3, [0, 1], 5)
     assert validate(cfg.to_dict()) == cfg
+    assert not cfg.expect_think
+    assert config_from_args(build_parser().parse_args(["demo", "--expect-think"])).expect_think
+
+
+@pytest.mark.parametrize("expect_think", [False, True])
+def test_refine_step_passes_the_think_requirement_and_keeps_the_scores_apart(expect_think):
+    """The demo model writes no <think> block: with the requirement on, every rewrite would fall back."""
+    from dgr_core.pipeline import dataset_names, refine_config
+    from dgr_core.refine.job import RefineConfig
+
+    cfg = RefineConfig.from_dict(refine_config(small_config(expect_think=expect_think), dataset_names("t")))
+    assert cfg.filters.expect_think is expect_think
+    assert (cfg.dataset, cfg.effective_output, cfg.mode, cfg.score_after) == ("t-original", "t-refined", "joint", False)
 
 
 def test_pivot_averages_seeds_and_keeps_models_without_a_value():
     rows = [("base", None, 0.1), ("sft-original", 0, 0.2), ("sft-original", 1, 0.4), ("sft-refined", 0, None)]
-    result = {"table": [{"model": m, "seed": s, "benchmark": "gsm8k100", "metric": "accuracy", "value": v}
-                        for m, s, v in rows]}
-    wide = demo_pivot(result)
+    table = [{"model": m, "seed": s, "benchmark": "gsm8k100", "metric": "accuracy", "value": v} for m, s, v in rows]
+    table += [{"model": m, "seed": 0, "benchmark": "strongreject", "metric": "refusal_rate", "value": 0.5}
+              for m in ("sft-refined", "base", "sft-original")]
+    wide = demo_pivot({"table": table})
     assert list(wide.columns) == ["benchmark", "metric", "base", "sft-original", "sft-refined"]
+    # One row per (benchmark, metric) that exists: no gsm8k100 refusal_rate row full of NaN.
+    assert list(zip(wide["benchmark"], wide["metric"], strict=True)) == [("gsm8k100", "accuracy"),
+                                                                         ("strongreject", "refusal_rate")]
     assert wide["sft-original"][0] == pytest.approx(0.3) and pd.isna(wide["sft-refined"][0])
+    assert wide.loc[1, ["base", "sft-original", "sft-refined"]].tolist() == [0.5, 0.5, 0.5]
 
 
 # ---------------------------------------------------------------- the run, on stub child kinds
@@ -249,6 +269,8 @@ def test_demo_end_to_end_with_the_real_job_kinds(ws, tiny_model_dir, capsys):
     demo = manager.list_runs(ws, "demo")[0]
     result = demo.result()
     assert demo.state == "done" and all(s["run_id"] for s in result["steps"])
+    # Strict JSON (a NaN mean, e.g. the reasoning NLL of a set without reasoning, must be written as null).
+    json.loads((demo.run_dir / "result.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in result"))
     store = DatasetStore(ws)
     original, refined = (store.load(result["datasets"][w]) for w in ("original", "refined"))
     assert store.info(result["datasets"]["refined"]).parent == result["datasets"]["original"]
@@ -262,6 +284,7 @@ def test_demo_end_to_end_with_the_real_job_kinds(ws, tiny_model_dir, capsys):
     assert asked and not asked & set(original["prompt"])
     table = demo_table(result)
     assert len(table) == 3 * 4 and table["value"].notna().any()
+    _check_safety_tax_view(ws, result)
 
     # Resume: nothing is rerun, no new child runs appear.
     n_runs = len(manager.list_runs(ws))
@@ -269,3 +292,78 @@ def test_demo_end_to_end_with_the_real_job_kinds(ws, tiny_model_dir, capsys):
     assert manager.wait(demo.run_dir, 120)["state"] == "done"
     assert len(manager.list_runs(ws)) == n_runs
     assert all(s["reused"] for s in demo.result()["steps"])
+
+
+def _check_safety_tax_view(ws, result) -> None:
+    """The Safety-tax page (and the report) read the demo's child runs: one original and one refined SFT run of
+    the same source set, each with its shift (the score steps' cache), its metrics and the base model's."""
+    from dgr_core.safety_tax import collect, results_table
+
+    data = collect(ws, backend="fake")
+    assert not data.unscored and not data.skipped
+    by_variant = {r.variant: r for r in data.records}
+    assert set(by_variant) == {"original", "refined"}
+    original, refined = by_variant["original"], by_variant["refined"]
+    assert original.dataset == result["datasets"]["original"] == original.source_dataset == refined.source_dataset
+    assert original.run_id == result["train"]["original-s0"]["run_id"]
+    for rec, which in ((original, "original"), (refined, "refined")):
+        assert rec.shift["nll_total"] > 0 and set(rec.trained) == set(rec.base) == set(result["config"]["eval_limits"])
+        assert rec.trained["strongreject"].value == result["evaluations"][f"sft-{which}-s0"]["metrics"]["strongreject"]["value"]
+    assert list(results_table(data)["method"]) == ["base model", "SFT", "SFT on refined"]
+
+
+# ---------------------------------------------------------------- the panel (AppTest)
+
+PANEL = """
+from dgr_ui.common import workspace
+from dgr_ui.demo_panel import demo_panel
+
+demo_panel(workspace())
+"""
+
+
+def open_panel(monkeypatch, **state):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))  # dgr_ui lives beside the pages
+    at = AppTest.from_string(PANEL, default_timeout=60)
+    for key, value in state.items():
+        at.session_state[key] = value
+    return at.run()
+
+
+def test_panel_launches_the_demo_with_the_sidebar_model_and_its_settings(ws, monkeypatch):
+    started = []
+    monkeypatch.setattr(manager, "start", lambda run_dir: started.append(run_dir) or 0)  # no worker process
+    at = open_panel(monkeypatch, backend="fake", target_model=ModelSpec("some/model", device="cpu"))
+    assert not at.exception and any("No demo run yet" in i.value for i in at.info)
+    at.number_input(key="demo_n_refine").set_value(6)
+    at.number_input(key="demo_n_train").set_value(9)  # more than refined: clamped to 6
+    at.number_input(key="demo_epochs").set_value(2).run()
+    at.button(key="demo_launch").click().run()
+    assert not at.exception
+    (run,) = manager.list_runs(ws, "demo")
+    assert started == [run.run_dir]
+    cfg = DemoConfig.from_dict(run.spec["config"])
+    assert (cfg.model.ref, cfg.model.device, cfg.backend) == ("some/model", "cpu", "fake")
+    assert (cfg.n_refine, cfg.n_train, cfg.epochs) == (6, 6, 2)
+    assert any(run.run_dir.name in m.value for m in at.markdown), "the job panel does not show the launched run"
+
+
+def test_panel_shows_the_steps_results_and_links_of_a_finished_demo(ws, stubs, monkeypatch):
+    run_dir = _demo_run(ws, small_config(seeds=[0, 1]))
+    result = run_inline(JobContext(run_dir, ws))
+    at = open_panel(monkeypatch)
+    assert not at.exception
+    frames = [d.value for d in at.dataframe]
+    steps = next(f for f in frames if "what" in f.columns)
+    assert list(steps["state"]) == ["done"] * len(plan_steps(small_config(seeds=[0, 1])))
+    assert list(steps["run"]) == [row["run_id"] for row in read_steps(run_dir)]
+    pivot = next(f for f in frames if "sft-refined" in f.columns)
+    expected = demo_pivot(result)
+    assert pivot[["base", "sft-original", "sft-refined"]].to_numpy().tolist() == \
+        expected[["base", "sft-original", "sft-refined"]].to_numpy().tolist()
+    captions = " ".join(c.value for c in at.caption)
+    assert "0 of 4 rewrites fell back" in captions and "original 2.00, refined 1.00" in captions
+    links = " ".join(m.value for m in at.markdown)
+    assert "(/safety_tax)" in links and "(/report)" in links  # plain links: AppTest runs no router

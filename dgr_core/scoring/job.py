@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pandas as pd
+
 from dgr_core.errors import SpecError
 from dgr_core.jobs.kinds import JobKind, register_kind
 from dgr_core.scoring.api import ScoreConfig, score_dataset
@@ -42,7 +44,9 @@ def run(config: tuple[str, ScoreConfig], ctx) -> dict[str, Any]:
     ctx.progress({"done": 0, "total": None, "message": "loading model"})
     result = score_dataset(ctx.ws, dataset, cfg, progress=ctx.progress, should_stop=ctx.should_stop)
     t = result.table
-    summary = {c: float(t[c].mean()) for c in ("nll_reasoning", "nll_answer", "nll_total") if c in t}
+    # A set without reasoning has no reasoning NLL: null, not NaN (result.json stays strict JSON).
+    summary = {c: (None if pd.isna(m := t[c].mean()) else float(m))
+               for c in ("nll_reasoning", "nll_answer", "nll_total") if c in t}
     ctx.progress({"done": len(t), "total": len(t), "message": "done"})
     return {"dataset": dataset, "op_key": result.store.key, "n": len(t), "computed": result.computed,
             "cache_hits": len(t) - result.computed, "mean": summary,
