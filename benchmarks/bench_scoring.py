@@ -150,7 +150,7 @@ def load_rows(limit: int, seed: int) -> list[dict]:
 
 def build_model(args):
     if args.random_arch:
-        from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+        from transformers import Qwen2Config, Qwen2ForCausalLM
 
         torch.manual_seed(0)
         config = Qwen2Config(**QWEN2_1_5B, torch_dtype=args.dtype)
