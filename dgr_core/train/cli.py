@@ -4,8 +4,16 @@ continues after the last finished epoch).
     dgr train --dataset demo-external-refusal --model demo --n 10 --strategy random --epochs 3
     dgr train --dataset STAR-1 --model Qwen/Qwen3-0.6B --strategy lowest_nll --n 100 --method full --lr 1e-5
     dgr train --dataset demo-external-refusal --strategy selection --selection far-from-model
+    dgr train --dataset demo-external-refusal --n 10 --mix-dataset demo-gsm8k-100 --mix-n 10
+    accelerate launch --multi_gpu --num_processes 8 -m dgr_core.jobs run $(dgr train ... --create-only)
 
-When it is done the trained model is `run:<run id>` (printed in the result as model_ref).
+When it is done the trained model is `run:<run id>` (printed in the result as model_ref). Before / after:
+
+    dgr train --dataset demo-external-refusal --n 10 --evaluate --eval-benchmarks arithmetic,strongreject --eval-limit 10
+    dgr train-report <train run id>        # the table again (or after `dgr evaluate --model run:<id>` + base)
+
+`--evaluate` evaluates the base model and the trained model with the same settings once training is done (an
+identical finished evaluation, e.g. of the base model, is reused) and prints their metrics side by side.
 """
 
 from __future__ import annotations
@@ -48,8 +56,21 @@ def register(subparsers) -> None:
     t.add_argument("--warmup-ratio", type=float, default=d.warmup_ratio)
     t.add_argument("--weight-decay", type=float, default=d.weight_decay)
     t.add_argument("--gradient-checkpointing", action="store_true")
+    e = p.add_argument_group("before / after evaluation")
+    e.add_argument("--evaluate", action="store_true", help="then evaluate the base and the trained model")
+    e.add_argument("--eval-benchmarks", default="arithmetic,gsm8k100,strongreject,benign_edgy",
+                   help="comma-separated benchmark names (see dgr evaluate)")
+    e.add_argument("--eval-limit", type=int, default=20, help="items per benchmark (0 = all)")
+    e.add_argument("--eval-max-new-tokens", type=int, default=256)
+    e.add_argument("--eval-batch-size", type=int, default=8)
     p.add_argument("--name", default="", help="run name (default train-DATASET)")
+    p.add_argument("--create-only", action="store_true",
+                   help="write the run folder, print its path and exit (start it with `accelerate launch -m "
+                        "dgr_core.jobs run PATH` for several GPUs)")
     p.set_defaults(fn=cmd_train)
+    r = subparsers.add_parser("train-report", help="before / after metrics of a train run (base vs trained model)")
+    r.add_argument("run", help="the train run id (a folder name under <workspace>/runs)")
+    r.set_defaults(fn=cmd_report)
 
 
 def build_config(args: argparse.Namespace, dataset: str) -> TrainJobConfig:
@@ -78,5 +99,54 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     ws = Workspace.default()
     cfg = build_config(args, resolve_dataset(args.dataset, ws))
-    run = manager.submit(ws, "train", cfg.to_dict(), name=args.name or f"train-{cfg.dataset}")
-    return follow(run)
+    name = args.name or f"train-{cfg.dataset}"
+    if args.create_only:
+        print(manager.create_run(ws, "train", cfg.to_dict(), name=name))
+        return 0
+    run = manager.submit(ws, "train", cfg.to_dict(), name=name)
+    code = follow(run)
+    if code != 0 or not args.evaluate:
+        return code
+    return evaluate_before_after(ws, run, eval_settings(args))
+
+
+def eval_settings(args: argparse.Namespace):
+    """The EvalConfig (model aside) of `--evaluate`."""
+    from dgr_core.backends.base import GenerationConfig
+    from dgr_core.evaluate.runner import BenchmarkSource, EvalConfig
+
+    names = [n.strip() for n in args.eval_benchmarks.split(",") if n.strip()]
+    gen = GenerationConfig(max_new_tokens=args.eval_max_new_tokens, batch_size=args.eval_batch_size)
+    return EvalConfig(backend=args.backend, benchmarks=[BenchmarkSource(n) for n in names], limit=args.eval_limit,
+                      generation=gen)
+
+
+def evaluate_before_after(ws: Workspace, run, settings) -> int:
+    """Evaluate base and trained model (reusing identical finished evaluations), then print the table."""
+    from dgr_core.cli import follow
+    from dgr_core.jobs import manager
+    from dgr_core.train.compare import launch_before_after
+
+    for side, eval_run in launch_before_after(ws, run, settings).items():
+        print(f"{side}: {eval_run.name}")
+        if manager.status(eval_run).get("state") != "done" and follow(eval_run) != 0:
+            return 1
+    return print_report(ws, run.name)
+
+
+def print_report(ws: Workspace, run_id: str) -> int:
+    from dgr_core.train.compare import before_after
+
+    table = before_after(ws, run_id)
+    if table.empty:
+        print(f"No finished before/after evaluations of {run_id} yet: evaluate run:{run_id} and its base model "
+              "with the same settings (or use `dgr train ... --evaluate`).")
+        return 1
+    print(f"before = {table.attrs['before']}\nafter  = {table.attrs['after']}")
+    print(table[["benchmark", "metric", "before", "after", "delta", "better", "n_before", "n_after"]]
+          .to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    return print_report(Workspace.default(), args.run)

@@ -5,7 +5,8 @@ Subset strategies (`SubsetConfig.strategy`):
 - lowest_nll / highest_nll: the `n` rows the base model finds most / least likely (per-sample NLL from the
   scoring cache, `dgr_core.scoring.api`): "train on what the model already says" vs "on what is most foreign";
 - category: rows of one category (`n` of them drawn with `seed`, or all);
-- selection: the ids of a selection saved on the Shift page (`<workspace>/selections/<name>.json`).
+- selection: the ids of a selection saved on the Shift page (`dgr_core.shift.selections`, one JSON file per
+  selection); `n` smaller than the selection draws `n` of them with `seed`.
 Rows of a second dataset (`mix_dataset`, `mix_n`) can be mixed in, e.g. benign or math rows against
 over-refusal; their ids are recorded as `<dataset>:<id>`.
 
@@ -17,7 +18,6 @@ turn (segment > PROMPT) and -100 elsewhere, so the loss covers exactly the assis
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -87,40 +87,34 @@ def collate(examples: list[Example], pad_id: int) -> dict[str, Any]:
 # ---------------------------------------------------------------- selections
 
 
-def load_selection(ws: Workspace, name: str) -> dict[str, Any]:
-    """A selection saved on the Shift page: {"name", "dataset", "ids", ...}.
+def selection_ids(ws: Workspace, name: str, dataset: str) -> list[str]:
+    """The ids of a selection saved on the Shift page (`dgr_core.shift.selections`), checked to belong to
+    `dataset`. A selection saved before the dataset changed still works if its ids are there (with a warning)."""
+    from dgr_core.shift.selections import load_selection
 
-    Uses the Shift package's own reader when it exists, so both always agree on the format."""
-    try:
-        from dgr_core.shift.selections import load_selection as shift_load  # type: ignore[import-not-found]
-    except ImportError:
-        shift_load = None
-    if shift_load is not None:
-        sel = shift_load(ws, name)
-        return sel if isinstance(sel, dict) else {k: getattr(sel, k, None) for k in ("name", "dataset", "ids")}
-    path = ws.selections / f"{name}.json"
-    if not path.is_file():
-        raise DataError(f"no selection named {name!r} (looked for {path}).")
-    try:
-        sel = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise DataError(f"not valid JSON ({exc})", file=str(path)) from exc
-    if not isinstance(sel, dict) or not isinstance(sel.get("ids"), list):
-        raise DataError("a selection must be a JSON object with an 'ids' list", file=str(path))
-    return sel
+    sel = load_selection(ws, name)
+    if sel.dataset != dataset:
+        raise DataError(f"selection {name!r} belongs to dataset {sel.dataset!r}, not {dataset!r}.")
+    if sel.is_stale(ws):
+        log.warning("selection %r was saved before dataset %r last changed", name, dataset)
+    return [str(i) for i in sel.ids]
 
 
 def list_selections(ws: Workspace, dataset: str | None = None) -> list[str]:
     """Names of the saved selections (of one dataset when given), sorted."""
-    names = []
-    for path in sorted(ws.selections.glob("*.json")):
-        try:
-            sel = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue  # a broken file is not offered
-        if isinstance(sel, dict) and (dataset is None or sel.get("dataset") in (None, dataset)):
-            names.append(path.stem)
-    return names
+    from dgr_core.shift.selections import list_selections as shift_list
+
+    return [sel.name for sel in shift_list(ws, dataset)]
+
+
+def dataset_categories(ws: Workspace, dataset: str) -> list[str]:
+    """The distinct non-empty categories of a dataset, sorted (for the "category" strategy)."""
+    from dgr_core.data.store import DatasetStore
+
+    df = DatasetStore(ws).load(dataset)
+    if "category" not in df.columns:
+        return []
+    return sorted({str(c) for c in df["category"].dropna() if str(c).strip()})
 
 
 # ---------------------------------------------------------------- subsets
@@ -136,6 +130,8 @@ def choose_rows(df: pd.DataFrame, subset: SubsetConfig, *, nll: pd.Series | None
     if strategy == "random":
         return _draw(df, n, subset.seed, "the dataset")
     if strategy == "category":
+        if "category" not in df.columns:
+            raise DataError("strategy 'category' needs a 'category' column; this dataset has none.")
         rows = df[df["category"].astype(str) == str(subset.category)]
         return _draw(rows, n, subset.seed, f"category {subset.category!r}") if n else _nonempty(rows, subset)
     if strategy == "selection":
@@ -200,10 +196,7 @@ def build_subset(ws: Workspace, dataset: str, subset: SubsetConfig, *,
         table = nll_scorer(df)
         nll = pd.Series(table[subset.nll_field].to_numpy(), index=table["id"].astype(str))
     if subset.strategy == "selection":
-        sel = load_selection(ws, str(subset.selection))
-        if sel.get("dataset") not in (None, dataset):
-            raise DataError(f"selection {subset.selection!r} belongs to dataset {sel['dataset']!r}, not {dataset!r}.")
-        ids = [str(i) for i in sel["ids"]]
+        ids = selection_ids(ws, str(subset.selection), dataset)
     rows = choose_rows(df, subset, nll=nll, selection_ids=ids)
     if subset.mix_n:
         rows = mix_rows(rows, store.load(str(subset.mix_dataset)), subset)

@@ -12,16 +12,26 @@ line per optimizer step), `checkpoint/` after each epoch (see dgr_core.train.sft
 Resume (`dgr jobs resume RUN`, or the Resume button) continues after the last finished epoch.
 
 Several GPUs: the same run folder runs data-parallel under accelerate. Create the run without starting it, then
-launch it with accelerate's own config (DDP, FSDP or DeepSpeed; `accelerate config` writes one):
+launch the worker with accelerate (DDP by default; FSDP or DeepSpeed through accelerate's own config file, which
+`accelerate config` writes):
 
-    python -c "from dgr_core.jobs import manager; from dgr_core.workspace import Workspace; \\
-        print(manager.create_run(Workspace.default(), 'train', {'dataset': 'STAR-1', 'model': {'ref': 'Qwen/Qwen3-8B'}}))"
-    accelerate launch --config_file fsdp.yaml -m dgr_core.jobs run <run-dir>
+    RUN=$(dgr train --dataset STAR-1 --model Qwen/Qwen3-8B --method full --lr 1e-5 --n 1000 --create-only)
+    accelerate launch --multi_gpu --num_processes 8 -m dgr_core.jobs run "$RUN"            # DDP
+    accelerate launch --config_file fsdp.yaml -m dgr_core.jobs run "$RUN"                   # FSDP / DeepSpeed
 
-Every process runs the job; only the main one writes progress, loss, checkpoints and outputs. Under accelerate
-(WORLD_SIZE > 1) this kind does not take the workspace's one-model-job lock: the lock is per process, and the
-processes of one launch would wait on each other forever. Epoch checkpoints hold the optimizer state of a
-single process or of DDP; under FSDP / DeepSpeed a crashed run restarts its training from the start.
+Every process runs the job (the loop is accelerate's: `prepare`, `accumulate`, `backward`, `get_state_dict`);
+only the main one writes loss, progress, checkpoints and the saved model. `batch_size` is per process, so the
+effective batch is batch_size x grad_accum x processes. Under accelerate (WORLD_SIZE > 1) this kind does not take
+the workspace's one-model-job lock: the lock is per process, and the processes of one launch would wait on each
+other forever. Epoch checkpoints (and so Resume) work on one process and under DDP; FSDP / DeepSpeed shard the
+optimizer state, so there a resumed run trains again from the start. Config notes: FSDP with LoRA needs
+`fsdp_use_orig_params: true`, and `fsdp_state_dict_type: FULL_STATE_DICT` saves one complete model; DeepSpeed
+wants `gradient_accumulation_steps: auto` and `train_micro_batch_size_per_gpu: auto` (filled from this run's
+config), and ZeRO-3 `zero3_save_16bit_model: true` so the final weights can be gathered.
+
+Verified here: DDP with 2 CPU processes (`accelerate launch --multi_gpu --num_processes 2 -m dgr_core.jobs run
+RUN` on a machine without GPUs: gloo, 2 processes, the step count and LR schedule of a 2-process run). FSDP and
+DeepSpeed follow accelerate's documented loop but were not run (no GPU machine, DeepSpeed not installed).
 """
 
 from __future__ import annotations
@@ -69,15 +79,16 @@ def run(cfg: TrainJobConfig, ctx) -> dict[str, Any]:
     accelerator = sft.make_accelerator(cfg.train, device)
     with accelerator.main_process_first():  # the main process picks (and maybe scores) the rows; others read them
         rows = training_rows(cfg, ctx)
-    ctx.progress({"done": 0, "total": None, "unit": "steps", "message": "loading model"})
+    report = ctx.progress if accelerator.is_main_process else (lambda event: None)  # one writer
+    report({"done": 0, "total": None, "unit": "steps", "message": "loading model"})
     model, tokenizer, base_identity = _load_for_training(cfg, ctx, accelerator)
     examples = encode_frame(rows, tokenizer, cfg.train.max_length)
     outcome = sft.train(model, tokenizer, examples, cfg.train, ctx.run_dir,
-                        hooks=sft.Hooks(ctx.progress, ctx.should_stop), accelerator=accelerator)
-    ctx.progress({"done": outcome.steps, "total": outcome.steps, "unit": "steps", "message": "saving"})
+                        hooks=sft.Hooks(report, ctx.should_stop), accelerator=accelerator)
+    report({"done": outcome.steps, "total": outcome.steps, "unit": "steps", "message": "saving"})
     final = sft.save_final(outcome, model, tokenizer, cfg.train, ctx.run_dir)
-    ctx.progress({"done": outcome.steps, "total": outcome.steps, "unit": "steps", "loss": outcome.final_loss,
-                  "message": "done"})
+    report({"done": outcome.steps, "total": outcome.steps, "unit": "steps", "loss": outcome.final_loss,
+            "message": "done"})
     return _result(cfg, ctx, info.fingerprint, rows, examples, outcome, final, base_identity,
                    time.perf_counter() - started)
 
@@ -116,8 +127,14 @@ def _nll_scorer(cfg: TrainJobConfig, ctx):
 def training_spec(spec: ModelSpec, method: str, processes: int = 1) -> ModelSpec:
     """How to load the base for training. dtype "auto": fp32 master weights for full fine-tuning (bf16 autocast
     on a GPU); for LoRA the frozen base may be bf16 on a GPU (peft keeps the adapter in fp32). Several processes
-    load on the CPU first and accelerate moves each copy to its own GPU."""
-    dtype = spec.dtype if spec.dtype != "auto" else ("float32" if method == "full" else "auto")
+    load on the CPU first and accelerate moves each copy to its own GPU, so "auto" is resolved for the GPU here."""
+    import torch
+
+    dtype = spec.dtype
+    if dtype == "auto" and method == "full":
+        dtype = "float32"
+    elif dtype == "auto" and processes > 1:
+        dtype = "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float32"
     device = "cpu" if processes > 1 else spec.device
     return ModelSpec(spec.ref, spec.revision, device, dtype, spec.trust_remote_code)
 
@@ -125,7 +142,7 @@ def training_spec(spec: ModelSpec, method: str, processes: int = 1) -> ModelSpec
 def _load_for_training(cfg: TrainJobConfig, ctx, accelerator) -> tuple[Any, Any, dict[str, Any]]:
     """Base model (fresh copy) wrapped for training; from the last checkpoint when resuming."""
     spec = training_spec(cfg.model, cfg.train.method, accelerator.num_processes)
-    ckpt = sft.checkpoint_weights(ctx.run_dir)
+    ckpt = sft.checkpoint_weights(ctx.run_dir) if sft.checkpoints_supported(accelerator) else None
     setup_path = ctx.path(SETUP_FILE)
     if ckpt is not None and cfg.train.method == "full" and setup_path.is_file():
         # The checkpoint is a complete model folder: load it instead of the base.

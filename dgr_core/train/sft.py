@@ -3,7 +3,7 @@ gradient clipping) driven through `accelerate`, with LoRA (peft) or full fine-tu
 
     model = prepare_model(loaded.model, cfg)                 # LoRA adapter, or every weight trainable
     outcome = train(model, tokenizer, examples, cfg, run_dir, hooks=Hooks(progress=..., should_stop=...))
-    save_final(outcome.accelerator, model, tokenizer, cfg, run_dir)
+    save_final(outcome, model, tokenizer, cfg, run_dir)          # run_dir/adapter (LoRA) or run_dir/model (full)
 
 Why accelerate: on one CPU process its `prepare` is a no-op, and the very same loop runs data-parallel (DDP),
 FSDP or DeepSpeed when the job is started by `accelerate launch` (see dgr_core.train.job). Precision: weights in
@@ -15,12 +15,18 @@ scheduler state (`trainer_state.pt`, torch.save of tensors and numbers only, rea
 and `checkpoint.json` (epochs and steps done, written last). The folder is built beside and swapped in with a
 rename, so a crash leaves either the previous or the new checkpoint, never half of one. A resumed run loads it and
 continues with the next epoch; each epoch reseeds the data order and dropout from (seed, epoch), so a resumed run
-ends with the same weights as one that was never interrupted.
+ends with the same weights as one that was never interrupted (tests/test_train_sft.py checks this). Under FSDP or
+DeepSpeed the optimizer state is sharded over the processes: no epoch checkpoints are written there, and a resumed
+run trains again from the start.
+
+`loss.jsonl` gets one line per optimizer step ({"step", "epoch", "loss", "lr"}), written as the step ends: the
+Train page draws its live loss curve from it.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import shutil
@@ -34,10 +40,11 @@ from typing import Any
 from dgr_core.errors import JobCancelled
 from dgr_core.train.config import TrainConfig
 from dgr_core.train.data import Example, collate
-from dgr_core.workspace import atomic_write_json, read_json
+from dgr_core.workspace import atomic_write_bytes, atomic_write_json, read_json
 
 CHECKPOINT_DIR, WEIGHTS_DIR, STATE_FILE, CKPT_FILE = "checkpoint", "weights", "trainer_state.pt", "checkpoint.json"
 LOSS_FILE = "loss.jsonl"
+log = logging.getLogger(__name__)
 ADAPTER_DIR, MODEL_DIR = "adapter", "model"
 
 
@@ -150,6 +157,18 @@ def make_accelerator(cfg: TrainConfig, device: str) -> Any:
                        cpu=device == "cpu")
 
 
+def checkpoints_supported(accelerator: Any) -> bool:
+    """Epoch checkpoints (and so resuming) work on one process and under DDP, not where FSDP / DeepSpeed shard
+    the optimizer state over the processes: there a resumed run trains again from the start."""
+    return _distributed_type(accelerator) not in ("FSDP", "DEEPSPEED")
+
+
+def _distributed_type(accelerator: Any) -> str:
+    """"NO", "MULTI_GPU", "MULTI_CPU", "FSDP", "DEEPSPEED", ... (accelerate's DistributedType name)."""
+    kind = accelerator.distributed_type
+    return str(getattr(kind, "name", kind)).upper()
+
+
 class _Loop:
     """State of one training run; `run()` goes over the remaining epochs."""
 
@@ -163,17 +182,27 @@ class _Loop:
         self.sampler = EpochSampler(len(examples), cfg.seed)
         loader = DataLoader(examples, batch_size=cfg.batch_size, sampler=self.sampler,
                             collate_fn=partial(collate, pad_id=int(tokenizer.pad_token_id)))
-        optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr())
-        self.model, self.optimizer, self.loader = accelerator.prepare(model, optimizer, loader)
-        self.steps_per_epoch = math.ceil(len(self.loader) / cfg.grad_accum)
+        # The schedule is fixed before `prepare` (DeepSpeed wants model, optimizer, loader and scheduler in one
+        # call): accelerate gives each process ceil(batches / processes) batches (even_batches, the default).
+        n = accelerator.num_processes
+        batches = math.ceil(math.ceil(len(examples) / cfg.batch_size) / n)
+        self.steps_per_epoch = math.ceil(batches / cfg.grad_accum)
         self.total = self.steps_per_epoch * cfg.epochs
         warmup = int(cfg.warmup_ratio * self.total)
-        # A prepared scheduler steps once per process per optimizer step: count its steps the same way.
-        n = accelerator.num_processes
-        lam = _lr_lambda(warmup * n, self.total * n)
-        self.scheduler = accelerator.prepare(torch.optim.lr_scheduler.LambdaLR(self.optimizer, lam))
+        # A prepared scheduler steps once per process per optimizer step (DeepSpeed's engine: once): count alike.
+        ticks = 1 if _distributed_type(accelerator) == "DEEPSPEED" else n
+        optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr())
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(warmup * ticks, self.total * ticks))
+        self.model, self.optimizer, self.loader, self.scheduler = accelerator.prepare(
+            model, optimizer, loader, scheduler)
+        if len(self.loader) != batches or accelerator.gradient_accumulation_steps != cfg.grad_accum:
+            log.warning("accelerate changed the batching (%d batches per process, expected %d; accumulation %d, "
+                        "expected %d): the LR schedule assumes the expected values", len(self.loader), batches,
+                        accelerator.gradient_accumulation_steps, cfg.grad_accum)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.step, self.epochs_done, self.history = 0, 0, []  # history: one dict per optimizer step
+        # FSDP / DeepSpeed shard the optimizer state over the processes: no epoch checkpoints there (see above).
+        self.checkpoints = checkpoints_supported(accelerator)
 
     # -- checkpoints
 
@@ -183,20 +212,21 @@ class _Loop:
 
         ckpt = self.out / CHECKPOINT_DIR
         _recover(ckpt)
-        if not (ckpt / CKPT_FILE).is_file():
-            _truncate_loss(self.out, 0)
+        main = self.acc.is_main_process  # one writer for loss.jsonl
+        if not self.checkpoints or not (ckpt / CKPT_FILE).is_file():
+            _truncate_loss(self.out, 0, write=main)
             return
         meta = read_json(ckpt / CKPT_FILE)
         state = torch.load(ckpt / STATE_FILE, map_location="cpu", weights_only=True)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.step, self.epochs_done = int(meta["step"]), int(meta["epoch"])
-        self.history = _truncate_loss(self.out, self.step)  # drop steps of the unfinished epoch
+        self.history = _truncate_loss(self.out, self.step, write=main)  # drop steps of the unfinished epoch
 
     def save_checkpoint(self) -> None:
         """Build checkpoint.tmp/ and swap it in for checkpoint/ (main process only)."""
         self.acc.wait_for_everyone()
-        if not self.acc.is_main_process:
+        if not self.checkpoints or not self.acc.is_main_process:
             return
         tmp = self.out / f"{CHECKPOINT_DIR}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
@@ -211,6 +241,7 @@ class _Loop:
 
     def run(self) -> float:
         start = time.perf_counter()
+        self.start_step, self.tokens = self.step, 0  # throughput and ETA count this process's steps only
         for epoch in range(self.epochs_done, self.cfg.epochs):
             self._epoch(epoch, start)
             self.epochs_done = epoch + 1
@@ -224,7 +255,7 @@ class _Loop:
         self.loader.set_epoch(epoch)
         torch.manual_seed(self.cfg.seed * 100_003 + epoch)  # dropout: same per epoch, resumed or not
         self.model.train()
-        losses, tokens, steps_here = [], 0, self.step
+        losses = []
         for batch in self.loader:
             self._check_stop()
             with self.acc.accumulate(self.model):
@@ -232,13 +263,14 @@ class _Loop:
                 self.acc.backward(loss)
                 if self.acc.sync_gradients:
                     self.acc.clip_grad_norm_(self.params, self.cfg.max_grad_norm)
+                lr = self.optimizer.param_groups[0]["lr"]  # the LR of this step (the scheduler moves on below)
                 self.optimizer.step()
                 self.scheduler.step()
                 self.optimizer.zero_grad(set_to_none=True)
             losses.append(float(self.acc.reduce(loss.detach(), reduction="mean")))
-            tokens += int(batch["attention_mask"].sum())
+            self.tokens += int(batch["attention_mask"].sum())
             if self.acc.sync_gradients:
-                self._log_step(epoch, sum(losses) / len(losses), tokens, start, steps_here)
+                self._log_step(epoch, sum(losses) / len(losses), lr, start)
                 losses = []
 
     def _check_stop(self) -> None:
@@ -246,12 +278,12 @@ class _Loop:
             raise JobCancelled(f"Cancelled at step {self.step} of {self.total}; {self.epochs_done} epoch(s) are "
                                f"saved and a resume continues with epoch {self.epochs_done + 1}.")
 
-    def _log_step(self, epoch: int, loss: float, tokens: int, start: float, first_step: int) -> None:
+    def _log_step(self, epoch: int, loss: float, lr: float, start: float) -> None:
         self.step += 1
         elapsed = time.perf_counter() - start
-        rate = (self.step - first_step) / max(elapsed, 1e-9)  # steps/s in this process (resumed steps excluded)
+        rate = (self.step - self.start_step) / max(elapsed, 1e-9)  # steps/s of this process (resumed: its part)
         row = {"step": self.step, "epoch": round(self.step / self.steps_per_epoch, 4), "loss": round(loss, 6),
-               "lr": self.scheduler.get_last_lr()[0]}
+               "lr": lr}
         self.history.append(row)
         if not self.acc.is_main_process:
             return
@@ -261,13 +293,15 @@ class _Loop:
             eta = (self.total - self.step) / rate if rate > 0 else None
             self.hooks.progress({"done": self.step, "total": self.total, "unit": "steps", "loss": row["loss"],
                                  "epoch": row["epoch"], "eta_s": round(eta, 1) if eta is not None else None,
-                                 "tokens_per_s": round(tokens / max(elapsed, 1e-9), 1), "message": f"epoch {epoch + 1}"})
+                                 "tokens_per_s": round(self.tokens / max(elapsed, 1e-9), 1),
+                                 "message": f"epoch {epoch + 1} of {self.cfg.epochs}"})
 
 
 def train(model: Any, tokenizer: Any, examples: list[Example], cfg: TrainConfig, out: Path, *,
           hooks: Hooks | None = None, accelerator: Any = None) -> Outcome:
     """Train `model` (already through `prepare_model`) on `examples`, resuming from `out/checkpoint` if there."""
     accelerator = accelerator or make_accelerator(cfg, str(next(model.parameters()).device.type))
+    Path(out).mkdir(parents=True, exist_ok=True)
     loop = _Loop(model, tokenizer, examples, cfg, Path(out), hooks or Hooks(), accelerator)
     loop.restore()
     resumed = loop.epochs_done
@@ -335,13 +369,13 @@ def _swap_dir(new: Path, final: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _truncate_loss(out: Path, step: int) -> list[dict[str, Any]]:
+def _truncate_loss(out: Path, step: int, write: bool = True) -> list[dict[str, Any]]:
     """Keep the loss rows of steps <= `step` (those of a checkpointed epoch) and return them."""
     path = Path(out) / LOSS_FILE
     rows = read_loss(path)
     kept = [r for r in rows if r.get("step", 0) <= step]
-    if len(kept) != len(rows):
-        path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+    if write and len(kept) != len(rows):
+        atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in kept).encode("utf-8"))
     return kept
 
 
