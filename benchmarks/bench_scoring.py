@@ -230,7 +230,7 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-length", type=int, default=2048)
     p.add_argument("--batch-size", type=int, default=8, help="fixed batch size of the harness method")
-    p.add_argument("--token-budget", type=int, default=8192, help="tokens per batch of the engine")
+    p.add_argument("--token-budget", type=int, default=1024, help="tokens per batch of the engine (the CPU default)")
     p.add_argument("--methods", default="naive,harness,engine")
     p.add_argument("--peak-tflops", type=float, default=0.0, help="device peak (bf16 dense) for MFU; 0 = skip")
     p.add_argument("--no-write", action="store_true", help="print only; do not append to RESULTS.md")

@@ -140,3 +140,10 @@ def test_out_of_memory_halves_budget_and_retries(tiny, monkeypatch, caplog):
     assert calls[0] == len(encs)
     assert calls.count(1) == len(encs)  # every sample scored exactly once, alone
     assert "halving the token budget" in caplog.text
+
+
+def test_a_batch_cut_inside_the_prompt_scores_empty_responses(tiny):
+    long_prompt = {"prompt": "word " * 200, "reasoning": "r", "answer": "a"}
+    encs = encode(tiny, rows=[long_prompt, long_prompt], max_length=32)
+    scores = list(iter_scores(tiny.model, encs, token_budget=4096, pad_id=0))
+    assert [len(s.logprobs) for s in scores] == [0, 0] and all(s.truncated for s in scores)

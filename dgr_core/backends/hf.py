@@ -11,7 +11,10 @@ from dgr_core.scoring.engine import BatchStats, TokenScores, iter_scores
 from dgr_core.scoring.segments import Encoded
 from dgr_core.workspace import Workspace
 
-DEFAULT_BUDGET = {"cpu": 8192, "cuda": 65536}
+# Tokens per batch. On CPU, batching buys little (the matmuls are already large) while padding masks force the
+# slower attention path and activations grow with the batch: small batches are as fast and use a third of the
+# memory (benchmarks/RESULTS.md). On GPUs, large batches are what keeps the device busy.
+DEFAULT_BUDGET = {"cpu": 1024, "cuda": 65536}
 
 
 @register("hf")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import os
 import signal
 import sys
 import time
@@ -90,8 +91,9 @@ def run(run_dir: Path) -> int:
         msg = _friendly(exc)
         ctx.set_status("failed", error=msg, traceback=tb[-4000:], finished_at=utc_now())
         return 1
-    ctx.write_result(result)
-    ctx.set_status("done", finished_at=utc_now(), error=None)
+    if os.environ.get("RANK", "0") == "0":  # under `accelerate launch`, only the main process writes the end
+        ctx.write_result(result)
+        ctx.set_status("done", finished_at=utc_now(), error=None)
     log.info("Done")
     return 0
 

@@ -43,7 +43,7 @@ class ScoreConfig:
     max_length: int = 4096  # (key) tokens; longer samples are cut and flagged `truncated`
     think_open: str = "<think>\n"  # (key) how reasoning is opened in the assistant turn
     think_close: str = "\n</think>\n\n"  # (key) and closed before the answer
-    token_budget: int = 0  # tokens per batch (batch x padded length); 0 = backend default (CPU 8k, GPU 64k)
+    token_budget: int = 0  # tokens per batch (batch x padded length); 0 = backend default (CPU 1k, GPU 64k)
     chunk_size: int = 64  # samples per cache chunk = the unit a resumed job skips
 
     def render_config(self) -> RenderConfig:

@@ -94,6 +94,8 @@ def gather_logprobs(hidden, targets, lm_head, transform, chunk_rows: int = 256):
     """log p(target) and rank for each row of `hidden` [N, H], chunked so [N, V] fp32 never exists."""
     import torch
 
+    if hidden.shape[0] == 0:  # a batch whose samples were all cut inside the prompt: no response tokens
+        return hidden.new_zeros(0, dtype=torch.float32), torch.zeros(0, dtype=torch.long, device=hidden.device)
     logps, ranks = [], []
     for start in range(0, hidden.shape[0], chunk_rows):
         logits = transform(lm_head(hidden[start : start + chunk_rows])).float()
