@@ -21,6 +21,7 @@ Results are appended to benchmarks/RESULTS.md (section "Scoring") with the comma
 from __future__ import annotations
 
 import argparse
+import ctypes
 import gc
 import os
 import platform
@@ -49,6 +50,13 @@ QWEN2_1_5B = dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28
                   num_key_value_heads=2, vocab_size=151936, max_position_embeddings=32768, tie_word_embeddings=True)
 
 
+def _malloc_trim() -> None:
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:  # not glibc
+        pass
+
+
 class PeakRSS:
     """Peak resident set size above the level at start, sampled in a background thread."""
 
@@ -62,6 +70,7 @@ class PeakRSS:
 
     def __enter__(self) -> PeakRSS:
         gc.collect()
+        _malloc_trim()  # hand memory freed by the previous method back to the OS, or its pool hides our peak
         self.base = self._rss()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
