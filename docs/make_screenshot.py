@@ -40,13 +40,15 @@ def main(page: str, out: str) -> int:
             deadline = time.monotonic() + 60
             while True:
                 try:
-                    tab.goto(f"http://127.0.0.1:{port}/{page}")
+                    tab.goto(f"http://127.0.0.1:{port}/")  # the router runs first and registers the pages
                     break
                 except Exception:
                     if time.monotonic() > deadline:
                         raise
                     time.sleep(1)
-            tab.wait_for_selector("[data-testid='stApp']")
+            tab.wait_for_selector("[data-testid='stSidebarNav']", timeout=120_000)
+            time.sleep(5)
+            tab.click(f"[data-testid='stSidebarNav'] a[href$='/{page}']")
             time.sleep(3)
             tab.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000)
             time.sleep(4)  # plotly draws after the script ends
