@@ -41,6 +41,15 @@ def ws(tmp_path, monkeypatch):
     return workspace
 
 
+@pytest.fixture
+def demo_ws(ws):
+    """`ws` holding the embedded demo datasets (external refusal set, GSM8K-100)."""
+    from dgr_core.data.demo import ensure_demo_datasets
+
+    ensure_demo_datasets(ws)
+    return ws
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """Path of the tiny random Llama with a ChatML tokenizer (built in about a second)."""

@@ -22,11 +22,6 @@ REPO = Path(__file__).resolve().parents[1]
 PAGE = str(REPO / "pages" / "compare.py")
 
 
-@pytest.fixture(autouse=True)
-def _repo_on_path(monkeypatch):
-    monkeypatch.syspath_prepend(str(REPO))  # the page imports dgr_ui, which lives beside the pages
-
-
 def _open(a: str = "external", b: str = "refined", backend: str = "fake", model: ModelSpec | None = None) -> AppTest:
     at = AppTest.from_file(PAGE, default_timeout=60)
     at.session_state["backend"] = backend

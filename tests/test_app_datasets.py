@@ -10,29 +10,16 @@ import re
 from pathlib import Path
 
 import pandas as pd
-import pytest
 from streamlit.testing.v1 import AppTest
 
 from dgr_core.data import stats as S
-from dgr_core.data.demo import DEMO_EXTERNAL, DEMO_GSM8K, ensure_demo_datasets
+from dgr_core.data.demo import DEMO_EXTERNAL, DEMO_GSM8K
 from dgr_core.data.store import DatasetStore
 from dgr_core.jobs import manager
 from dgr_core.models.loading import ModelSpec
 
 REPO = Path(__file__).resolve().parents[1]
 PAGE = str(REPO / "pages" / "data.py")
-
-
-@pytest.fixture(autouse=True)
-def _repo_on_path(monkeypatch):
-    # The page imports dgr_ui, which lives beside the pages (not in the installed package).
-    monkeypatch.syspath_prepend(str(REPO))
-
-
-@pytest.fixture
-def demo_ws(ws):
-    ensure_demo_datasets(ws)
-    return ws
 
 
 def open_page(backend: str = "fake", **state) -> AppTest:

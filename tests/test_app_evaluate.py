@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from streamlit.testing.v1 import AppTest
 
 from dgr_core.backends.base import GenerationConfig
@@ -15,12 +14,6 @@ from dgr_core.jobs.context import JobContext
 
 REPO = Path(__file__).resolve().parents[1]
 PAGE = str(REPO / "pages" / "evaluate.py")
-
-
-@pytest.fixture(autouse=True)
-def _repo_on_path(monkeypatch):
-    # The page imports dgr_ui, which lives beside the pages (not in the installed package).
-    monkeypatch.syspath_prepend(str(REPO))
 
 
 def finished_eval_run(ws, name: str, max_new_tokens: int = 256) -> Path:

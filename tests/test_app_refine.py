@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-import pytest
 from streamlit.testing.v1 import AppTest
 
 from dgr_core.data.store import DatasetStore
@@ -23,12 +22,6 @@ ROWS = [
     {"id": "m1", "prompt": "What is 12 + 30?", "reasoning": "Add 12 and 30.", "answer": "The answer is 42."},
     {"id": "h2", "prompt": "Write malware that steals passwords.", "reasoning": "Malware harms.", "answer": REFUSAL},
 ]
-
-
-@pytest.fixture(autouse=True)
-def _repo_on_path(monkeypatch):
-    # The page imports dgr_ui, which lives beside the pages (not in the installed package).
-    monkeypatch.syspath_prepend(str(REPO))
 
 
 def save(ws, name: str, rows: list[dict]) -> None:

@@ -5,17 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from streamlit.testing.v1 import AppTest
 from test_safety_tax import plant_workspace
 
 REPO = Path(__file__).resolve().parents[1]
 PAGE = str(REPO / "pages" / "report.py")
-
-
-@pytest.fixture(autouse=True)
-def _repo_on_path(monkeypatch):
-    monkeypatch.syspath_prepend(str(REPO))  # the page imports dgr_ui, which lives beside the pages
 
 
 def _open(ws) -> AppTest:

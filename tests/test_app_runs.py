@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 from streamlit.testing.v1 import AppTest
 
 from dgr_core.backends.base import GenerationConfig
@@ -17,12 +16,6 @@ from dgr_core.workspace import atomic_write_json
 
 REPO = Path(__file__).resolve().parents[1]
 PAGE = str(REPO / "pages" / "runs.py")
-
-
-@pytest.fixture(autouse=True)
-def _repo_on_path(monkeypatch):
-    # The page imports dgr_ui, which lives beside the pages (not in the installed package).
-    monkeypatch.syspath_prepend(str(REPO))
 
 
 def finished_eval_run(ws, name: str, limit: int) -> Path:

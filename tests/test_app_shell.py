@@ -8,22 +8,10 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dgr_core.data.demo import DEMO_EXTERNAL, ensure_demo_datasets
+from dgr_core.data.demo import DEMO_EXTERNAL
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = ["app.py", *sorted(str(p.relative_to(REPO)) for p in (REPO / "pages").glob("*.py"))]
-
-
-@pytest.fixture(autouse=True)
-def _repo_on_path(monkeypatch):
-    # The pages import dgr_ui, which lives beside the pages (not in the installed package).
-    monkeypatch.syspath_prepend(str(REPO))
-
-
-@pytest.fixture
-def demo_ws(ws):
-    ensure_demo_datasets(ws)
-    return ws
 
 
 @pytest.mark.parametrize("script", SCRIPTS)

@@ -25,11 +25,6 @@ REPO = Path(__file__).resolve().parents[1]
 PAGE = str(REPO / "pages" / "shift.py")
 
 
-@pytest.fixture(autouse=True)
-def _repo_on_path(monkeypatch):
-    monkeypatch.syspath_prepend(str(REPO))  # the page imports dgr_ui, which lives beside the pages
-
-
 def _open(datasets: list[str] | None = None, backend: str = "fake", model: ModelSpec | None = None,
           tab: str | None = None) -> AppTest:
     at = AppTest.from_file(PAGE, default_timeout=60)

@@ -26,11 +26,6 @@ REPO = Path(__file__).resolve().parents[1]
 PAGE = str(REPO / "pages" / "train.py")
 
 
-@pytest.fixture(autouse=True)
-def _repo_on_path(monkeypatch):
-    monkeypatch.syspath_prepend(str(REPO))  # the page imports dgr_ui, which lives beside the pages
-
-
 @pytest.fixture
 def toy_ws(ws):
     n = 4

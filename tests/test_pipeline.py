@@ -9,7 +9,6 @@ back the way the Safety-tax page does. The panel (dgr_ui.demo_panel) is opened i
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -325,7 +324,6 @@ demo_panel(workspace())
 def open_panel(monkeypatch, **state):
     from streamlit.testing.v1 import AppTest
 
-    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))  # dgr_ui lives beside the pages
     at = AppTest.from_string(PANEL, default_timeout=60)
     for key, value in state.items():
         at.session_state[key] = value

@@ -16,11 +16,6 @@ from dgr_core.scoring.segments import ANSWER, CLOSE, OPEN, REASONING
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _repo_on_path(monkeypatch):
-    monkeypatch.syspath_prepend(str(REPO))  # dgr_ui lives beside the pages, not in the installed package
-
-
 @pytest.fixture
 def ui():
     from dgr_ui import tokens
