@@ -19,11 +19,12 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from _workspace import fresh_workspace
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results_demo.md"
@@ -41,14 +42,6 @@ def machine() -> dict[str, Any]:
             "cuda": torch.cuda.is_available(), "python": platform.python_version(), "torch": torch.__version__,
             "omp": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY") if k in os.environ},
             "load_before": [round(x, 2) for x in os.getloadavg()]}
-
-
-def fresh_workspace() -> Path:
-    home = Path(tempfile.mkdtemp(prefix="dgr-bench-demo-")) / "home"
-    home.mkdir(parents=True)
-    (REPO / "cache" / "models").mkdir(parents=True, exist_ok=True)
-    (home / "models").symlink_to(REPO / "cache" / "models", target_is_directory=True)
-    return home
 
 
 def run_demo(home: Path, extra: list[str]) -> tuple[int, float]:
@@ -122,7 +115,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--no-record", action="store_true", help=f"print only; do not append to {RESULTS.name}")
     args = parser.parse_args(ours)
     info = machine()
-    home = fresh_workspace()
+    home = fresh_workspace("dgr-bench-demo-")
     rc, wall = run_demo(home, extra)
     text = markdown(report(home, rc, wall, extra, info))
     print(text)

@@ -20,9 +20,10 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from _workspace import fresh_workspace
 
 REPO = Path(__file__).resolve().parents[1]
 BASE_ARGS = ["--dataset", "demo-external-refusal", "--model", "demo", "--strategy", "random", "--n", "10",
@@ -36,14 +37,6 @@ def machine() -> dict:
                 if line.startswith("model name")), platform.processor())
     return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "cuda": torch.cuda.is_available(), "python": platform.python_version(), "torch": torch.__version__}
-
-
-def fresh_workspace() -> Path:
-    home = Path(tempfile.mkdtemp(prefix="dgr-bench-train-")) / "home"
-    home.mkdir(parents=True)
-    (REPO / "cache" / "models").mkdir(parents=True, exist_ok=True)
-    (home / "models").symlink_to(REPO / "cache" / "models", target_is_directory=True)
-    return home
 
 
 def run_train(home: Path, method: str, extra: list[str]) -> dict:
@@ -96,7 +89,7 @@ def main() -> int:
     if args.threads:
         os.environ["OMP_NUM_THREADS"] = str(args.threads)  # read by the worker process at torch import
     info = machine()
-    rows = [run_train(fresh_workspace(), m, args.extra) for m in (args.method or ["lora"])]
+    rows = [run_train(fresh_workspace("dgr-bench-train-"), m, args.extra) for m in (args.method or ["lora"])]
     print(markdown(info, rows))
     failed = [r for r in rows if r["rc"] != 0]
     for r in failed:
