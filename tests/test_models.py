@@ -14,6 +14,7 @@ from dgr_core.backends.base import GenerationConfig, available_backends, get_bac
 from dgr_core.errors import DGRError, ModelLoadError
 from dgr_core.models.loading import (
     ModelSpec,
+    cpu_has_native_bf16,
     load_model,
     load_uncached,
     pick_device_dtype,
@@ -43,12 +44,17 @@ def test_run_reference_errors_name_the_run(ws):
         resolve_model_path("run:unfinished", ws)
 
 
-def test_device_and_dtype_are_chosen_automatically():
+def test_device_and_dtype_are_chosen_automatically(monkeypatch):
     device, dtype = pick_device_dtype()
     if torch.cuda.is_available():
         assert device == "cuda" and dtype in ("bfloat16", "float32")
-    else:
-        assert (device, dtype) == ("cpu", "float32")  # no native bf16 assumed on CPU
+    else:  # bf16 exactly where the CPU multiplies it natively
+        assert (device, dtype) == ("cpu", "bfloat16" if cpu_has_native_bf16() else "float32")
+    monkeypatch.setenv("DGR_CPU_BF16", "0")
+    assert pick_device_dtype("cpu") == ("cpu", "float32")
+    monkeypatch.setenv("DGR_CPU_BF16", "1")
+    assert pick_device_dtype("cpu") == ("cpu", "bfloat16")
+    assert pick_device_dtype("cpu", "float32") == ("cpu", "float32")  # an explicit dtype always wins
     with pytest.raises(ModelLoadError, match="Unknown dtype"):
         pick_device_dtype("cpu", "int3")
     if not torch.cuda.is_available():

@@ -36,7 +36,8 @@ ROWS = [
 def tiny(tiny_model_dir, tmp_path_factory):
     from dgr_core.workspace import Workspace
 
-    return load_model(ModelSpec(str(tiny_model_dir)), Workspace(tmp_path_factory.mktemp("ws")))
+    # float32 pinned: these tests check exactness to fp32 tolerance ("auto" is bf16 on CPUs with native bf16)
+    return load_model(ModelSpec(str(tiny_model_dir), dtype="float32"), Workspace(tmp_path_factory.mktemp("ws")))
 
 
 def encode(tiny, rows=ROWS, **kw):
@@ -113,6 +114,20 @@ def test_layer_selection_pools_that_layer(tiny):
     mask = torch.from_numpy(enc[0].segments > PROMPT)
     np.testing.assert_allclose(first.embedding, out.hidden_states[1][0][mask].mean(0).numpy(), atol=1e-5)
     np.testing.assert_allclose(last.embedding, out.hidden_states[-1][0][mask].mean(0).numpy(), atol=1e-4)
+
+
+def test_bf16_scores_stay_close_to_fp32(tiny, tiny_model_dir, tmp_path):
+    """The bf16 path ("auto" on GPUs and on CPUs with native bf16): same tokens, log-probs within bf16 rounding."""
+    from dgr_core.workspace import Workspace
+
+    half = load_model(ModelSpec(str(tiny_model_dir), dtype="bfloat16"), Workspace(tmp_path))
+    assert next(half.model.parameters()).dtype == torch.bfloat16
+    encs = encode(tiny)
+    ref = {s.key: s for s in iter_scores(tiny.model, encs, token_budget=4096, pad_id=0)}
+    for s in iter_scores(half.model, encs, token_budget=4096, pad_id=0):
+        assert s.logprobs.dtype == np.float32 and np.array_equal(s.token_ids, ref[s.key].token_ids)
+        assert abs(s.logprobs.mean() - ref[s.key].logprobs.mean()) < 0.05
+        np.testing.assert_allclose(s.logprobs, ref[s.key].logprobs, atol=0.5)
 
 
 def test_plan_batches_respects_budget():

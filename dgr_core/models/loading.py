@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,10 +67,24 @@ class LoadedModel:
         return f"{self.identity.get('name', self.spec.ref)} · {self.device} · {self.dtype}"
 
 
-def pick_device_dtype(device: str = "auto", dtype: str = "auto") -> tuple[str, str]:
-    """Resolve "auto": CUDA if present (bf16 where supported), else CPU in float32.
+def cpu_has_native_bf16() -> bool:
+    """True where the CPU multiplies bf16 natively (AVX512-BF16 or AMX-BF16, e.g. AMD Zen 4+, Intel Sapphire Rapids+).
 
-    CPUs without native bf16 (AVX2-only) run bf16 matmuls far slower than fp32, so auto never picks it there."""
+    There bf16 matmuls run about 2x fp32's (measured: benchmarks/results_scoring.md); on AVX2-only CPUs they are
+    emulated and slower than fp32. DGR_CPU_BF16=0 / =1 overrides the detection (0: keep CPU "auto" at fp32)."""
+    forced = os.environ.get("DGR_CPU_BF16", "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:  # not Linux
+        return False
+    return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", flags))
+
+
+def pick_device_dtype(device: str = "auto", dtype: str = "auto") -> tuple[str, str]:
+    """Resolve "auto": CUDA if present, else CPU; bfloat16 where the device multiplies it natively (a GPU with bf16,
+    a CPU with AVX512-BF16 / AMX), else float32. Training resolves its own dtype (fp32 master weights on CPU)."""
     import torch
 
     if dtype not in DTYPES:
@@ -79,7 +94,10 @@ def pick_device_dtype(device: str = "auto", dtype: str = "auto") -> tuple[str, s
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ModelLoadError(f"Device {device!r} requested but CUDA is not available on this machine.")
     if dtype == "auto":
-        dtype = "bfloat16" if device.startswith("cuda") and torch.cuda.is_bf16_supported() else "float32"
+        if device.startswith("cuda"):
+            dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
+        else:
+            dtype = "bfloat16" if device == "cpu" and cpu_has_native_bf16() else "float32"
     return device, dtype
 
 
