@@ -44,6 +44,23 @@ def test_run_reference_errors_name_the_run(ws):
         resolve_model_path("run:unfinished", ws)
 
 
+def test_offline_flag_set_after_hub_import_is_honoured(ws, monkeypatch):
+    """huggingface_hub reads HF_HUB_OFFLINE once, at import; a flag set later must still stop network retries."""
+    import huggingface_hub.constants as hub
+
+    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", False)  # as if imported before the flag was set
+    seen = []
+
+    def fetch(*_a, **_k):
+        seen.append(hub.HF_HUB_OFFLINE)
+        raise OSError("not cached")
+
+    monkeypatch.setattr("transformers.AutoConfig.from_pretrained", fetch)
+    with pytest.raises(ModelLoadError, match="offline mode"):
+        resolve_model_path("some-org/some-model", ws)
+    assert seen == [True] and hub.HF_HUB_OFFLINE is False  # applied for the call, then restored
+
+
 def test_device_and_dtype_are_chosen_automatically(monkeypatch):
     device, dtype = pick_device_dtype()
     if torch.cuda.is_available():

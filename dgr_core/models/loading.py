@@ -70,7 +70,7 @@ class LoadedModel:
 def cpu_has_native_bf16() -> bool:
     """True where the CPU multiplies bf16 natively (AVX512-BF16 or AMX-BF16, e.g. AMD Zen 4+, Intel Sapphire Rapids+).
 
-    There bf16 matmuls run about 2x fp32's (measured: benchmarks/results_scoring.md); on AVX2-only CPUs they are
+    There bf16 matmuls run about 2x fp32's (measured: benchmarks/RESULTS.md, Scoring); on AVX2-only CPUs they are
     emulated and slower than fp32. DGR_CPU_BF16=0 / =1 overrides the detection (0: keep CPU "auto" at fp32)."""
     forced = os.environ.get("DGR_CPU_BF16", "").strip()
     if forced in ("0", "1"):
@@ -145,7 +145,23 @@ def _run_weights_dir(ref: str, ws: Workspace) -> Path:
     return folder
 
 
+def _env_offline() -> bool:
+    return any(os.environ.get(k, "").strip().lower() in ("1", "true", "yes", "on")
+               for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
 def _check_hub_id(ref: str, revision: str | None) -> None:
+    import huggingface_hub.constants as hub
+
+    saved = hub.HF_HUB_OFFLINE  # read once, at import: re-apply an offline flag set later (no network retries)
+    hub.HF_HUB_OFFLINE = saved or _env_offline()
+    try:
+        _fetch_config(ref, revision, offline=hub.HF_HUB_OFFLINE)
+    finally:
+        hub.HF_HUB_OFFLINE = saved
+
+
+def _fetch_config(ref: str, revision: str | None, *, offline: bool) -> None:
     from transformers import AutoConfig
 
     try:
@@ -155,7 +171,6 @@ def _check_hub_id(ref: str, revision: str | None) -> None:
             return
         raise ModelLoadError(f"Model {ref!r}: {exc}") from exc
     except OSError as exc:
-        offline = os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True")
         why = "offline mode (HF_HUB_OFFLINE=1) is on" if offline else "the hub could not be reached or has no such id"
         raise ModelLoadError(
             f"Model {ref!r} was not found as a local folder nor in the local Hugging Face cache, and {why}. "
