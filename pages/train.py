@@ -17,7 +17,7 @@ from dgr_core.backends.base import GenerationConfig
 from dgr_core.data.store import DatasetStore
 from dgr_core.errors import DGRError
 from dgr_core.evaluate.benchmarks import BENCHMARKS
-from dgr_core.evaluate.runner import BenchmarkSource, EvalConfig
+from dgr_core.evaluate.runner import BenchmarkSource, EvalConfig, item_prompts
 from dgr_core.jobs import manager
 from dgr_core.train import compare
 from dgr_core.train.config import (
@@ -43,6 +43,7 @@ STRATEGY_LABELS = {
     "all": "every row",
 }
 EVAL_DEFAULT = ["arithmetic", "gsm8k100", "strongreject", "benign_edgy"]
+EVAL_LIMIT = 10
 NONE = "(none)"
 
 ws = workspace()
@@ -89,7 +90,21 @@ def subset_settings(dataset: str, names: list[str]) -> SubsetConfig:
                                 [NONE, *others], key="train_mix_dataset")
     sub.mix_n = int(mix_cols[1].number_input("Mixed rows", min_value=0, value=0, step=1, key="train_mix_n"))
     sub.mix_dataset = None if mix == NONE else mix
+    if st.checkbox("Hold out the evaluation's prompts", value=True, key="train_hold_out",
+                   help="Rows whose prompt the before/after evaluation asks (its benchmarks and items per benchmark, "
+                        "set under Before / after) are never trained on: the comparison then measures what training "
+                        "activated, not what it memorised."):
+        names = tuple(st.session_state.get("train_eval_benchmarks", EVAL_DEFAULT))
+        limit = int(st.session_state.get("train_eval_limit", EVAL_LIMIT))
+        sub.hold_out_prompts = evaluation_prompts(names, limit)
+        st.caption(f"Holds out the {len(sub.hold_out_prompts)} prompts of {', '.join(names) or 'no benchmark'} at "
+                   f"{limit or 'all'} items each.")
     return sub
+
+
+@st.cache_data(show_spinner=False)
+def evaluation_prompts(names: tuple[str, ...], limit: int) -> list[str]:
+    return item_prompts(EvalConfig(benchmarks=[BenchmarkSource(n) for n in names], limit=limit)) if names else []
 
 
 def lora_settings() -> dict:
@@ -223,7 +238,8 @@ else:
 def eval_settings() -> EvalConfig:
     names = st.multiselect("Benchmarks", list(BENCHMARKS), default=EVAL_DEFAULT, key="train_eval_benchmarks")
     cols = st.columns(3)
-    limit = int(cols[0].number_input("Items per benchmark", min_value=0, value=10, step=5, key="train_eval_limit"))
+    limit = int(cols[0].number_input("Items per benchmark", min_value=0, value=EVAL_LIMIT, step=5,
+                                     key="train_eval_limit"))
     max_new = int(cols[1].number_input("Max new tokens", min_value=1, value=128, step=32, key="train_eval_max_new"))
     batch = int(cols[2].number_input("Batch size", min_value=1, value=8, key="train_eval_batch"))
     return EvalConfig(backend=current_backend(), benchmarks=[BenchmarkSource(n) for n in names], limit=limit,

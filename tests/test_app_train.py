@@ -16,7 +16,7 @@ from streamlit.testing.v1 import AppTest
 
 from dgr_core.backends.base import GenerationConfig
 from dgr_core.data.store import DatasetStore
-from dgr_core.evaluate.runner import BenchmarkSource, EvalConfig
+from dgr_core.evaluate.runner import BenchmarkSource, EvalConfig, item_prompts
 from dgr_core.jobs import manager, worker
 from dgr_core.models.loading import ModelSpec
 from dgr_core.train import compare
@@ -66,7 +66,9 @@ def test_launch_shows_live_loss_curve_and_cancel(toy_ws, tiny_model_dir, monkeyp
     at.button(key="train_launch").click().run()
     assert not at.exception
     run = Path(at.session_state["run:train"])
-    assert manager.get_run(toy_ws, run.name).spec["config"]["subset"]["n"] == 4
+    subset = manager.get_run(toy_ws, run.name).spec["config"]["subset"]
+    assert subset["n"] == 4  # and, by default, none of the prompts the before/after evaluation asks
+    assert subset["hold_out_prompts"] == item_prompts(page_eval_settings()) and len(subset["hold_out_prompts"]) > 20
 
     deadline = time.monotonic() + 90
     while len(loss_frame(run)) < 2:

@@ -150,6 +150,34 @@ def test_job_config_round_trips_through_json_and_names_bad_fields():
             TrainJobConfig.from_dict({"dataset": "toy", **bad})
 
 
+def test_hold_out_never_trains_on_the_evaluations_prompts(ws, capsys):
+    """Rows whose prompt the evaluation asks (whitespace aside) are dropped before any strategy draws; the CLI's
+    --evaluate fills the list from the evaluation settings unless --no-hold-out."""
+    from dgr_core.cli import main
+    from dgr_core.evaluate.runner import BenchmarkSource, EvalConfig, item_prompts
+    from dgr_core.jobs import manager
+
+    asked = item_prompts(EvalConfig(benchmarks=[BenchmarkSource("strongreject")], limit=3))
+    assert len(asked) == 3 and all(asked)
+    df = frame(8)
+    df.loc[[1, 4, 6], "prompt"] = [f"  {asked[0]}\n", asked[1], asked[2]]
+    DatasetStore(ws).save("toy", df, origin="test")
+    for strategy, n in (("all", 0), ("random", 5)):
+        rows = build_subset(ws, "toy", SubsetConfig(strategy, n=n, hold_out_prompts=asked))
+        assert len(rows) == 5 and not {"r01", "r04", "r06"} & set(rows["id"])
+    with pytest.raises(DataError, match="only 5"):
+        build_subset(ws, "toy", SubsetConfig("random", n=6, hold_out_prompts=asked))
+    with pytest.raises(SpecError, match="hold_out_prompts"):
+        TrainJobConfig.from_dict({"dataset": "toy", "subset": {"hold_out_prompts": "all of them"}})
+
+    cli = ["train", "--model", "demo", "--dataset", "toy", "--create-only", "--evaluate",
+           "--eval-benchmarks", "strongreject", "--eval-limit", "3"]
+    assert main(cli) == 0 and main([*cli, "--no-hold-out", "--name", "no-hold"]) == 0
+    held = sorted((r.spec["config"]["subset"]["hold_out_prompts"] for r in manager.list_runs(ws, "train")), key=len)
+    assert held == [[], asked]
+    assert "holding out the 3 prompts" in capsys.readouterr().out
+
+
 # ---------------------------------------------------------------------------------------------- encoding
 
 

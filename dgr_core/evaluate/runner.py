@@ -245,6 +245,11 @@ def load_items(cfg: EvalConfig) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def item_prompts(cfg: EvalConfig) -> list[str]:
+    """The prompts an evaluation with these settings asks (what training should hold out); loads no model."""
+    return list(dict.fromkeys(load_items(cfg)["prompt"].astype(str)))
+
+
 def build_conversation(prompt: str, kind: str, cfg: EvalConfig) -> list[dict[str, str]]:
     """The chat sent for one item: system prompt (if any), then the prompt (+ the suffix for reasoning)."""
     content = f"{prompt}\n\n{cfg.reasoning_suffix}" if kind == "reasoning" and cfg.reasoning_suffix else prompt

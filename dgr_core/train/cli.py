@@ -63,6 +63,8 @@ def register(subparsers) -> None:
     e.add_argument("--eval-limit", type=int, default=20, help="items per benchmark (0 = all)")
     e.add_argument("--eval-max-new-tokens", type=int, default=256)
     e.add_argument("--eval-batch-size", type=int, default=8)
+    e.add_argument("--no-hold-out", action="store_true",
+                   help="with --evaluate, also train on rows whose prompt the evaluation asks (held out by default)")
     p.add_argument("--name", default="", help="run name (default train-DATASET)")
     p.add_argument("--create-only", action="store_true",
                    help="write the run folder, print its path and exit (start it with `accelerate launch -m "
@@ -99,6 +101,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     ws = Workspace.default()
     cfg = build_config(args, resolve_dataset(args.dataset, ws))
+    if args.evaluate and not args.no_hold_out:
+        from dgr_core.evaluate.runner import item_prompts
+
+        cfg.subset.hold_out_prompts = item_prompts(eval_settings(args))
+        print(f"holding out the {len(cfg.subset.hold_out_prompts)} prompts the evaluation asks (--no-hold-out: off)")
     name = args.name or f"train-{cfg.dataset}"
     if args.create_only:
         print(manager.create_run(ws, "train", cfg.to_dict(), name=name))

@@ -92,6 +92,7 @@ class SubsetConfig:
     nll_field: str = "nll_total"  # for lowest/highest NLL: which per-sample NLL ranks the rows
     mix_dataset: str | None = None  # optional second dataset (benign or math rows) mixed into the training set
     mix_n: int = 0  # rows drawn (seeded) from mix_dataset; 0 = none
+    hold_out_prompts: list[str] = field(default_factory=list)  # rows with these prompts are never trained on
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -110,6 +111,8 @@ class SubsetConfig:
                  "is required for strategy 'selection' (the name of a saved selection)")
         _require(self.nll_field in NLL_FIELDS, "subset.nll_field", f"must be one of {NLL_FIELDS}")
         _require(not self.mix_n or bool(self.mix_dataset), "subset.mix_dataset", "is required when mix_n > 0")
+        _require(isinstance(self.hold_out_prompts, list) and all(isinstance(p, str) for p in self.hold_out_prompts),
+                 "subset.hold_out_prompts", "must be a list of prompt texts")
 
 
 @dataclass

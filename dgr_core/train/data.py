@@ -180,6 +180,18 @@ def mix_rows(rows: pd.DataFrame, mix: pd.DataFrame, subset: SubsetConfig) -> pd.
     return both.sample(frac=1.0, random_state=subset.seed).reset_index(drop=True)
 
 
+def hold_out(df: pd.DataFrame, prompts: list[str]) -> pd.DataFrame:
+    """The rows whose prompt (whitespace-trimmed) is not one of `prompts`: the evaluation's prompts, so that a
+    before/after comparison measures what training activated, not what it memorised. Logs how many it dropped."""
+    if not prompts:
+        return df
+    held = {p.strip() for p in prompts}
+    keep = ~df["prompt"].astype(str).str.strip().isin(held)
+    if not keep.all():
+        log.info("Held out %d of %d rows whose prompt the evaluation asks", int((~keep).sum()), len(df))
+    return df[keep].reset_index(drop=True)
+
+
 def build_subset(ws: Workspace, dataset: str, subset: SubsetConfig, *,
                  nll_scorer: NllScorer | None = None) -> pd.DataFrame:
     """Load `dataset`, pick the rows, mix in the second dataset: the training frame.
@@ -188,7 +200,7 @@ def build_subset(ws: Workspace, dataset: str, subset: SubsetConfig, *,
     from dgr_core.data.store import DatasetStore
 
     store = DatasetStore(ws)
-    df = store.load(dataset)
+    df = hold_out(store.load(dataset), subset.hold_out_prompts)
     nll = ids = None
     if subset.strategy in ("lowest_nll", "highest_nll"):
         if nll_scorer is None:
