@@ -24,8 +24,9 @@ softmax and Python cost nothing; naive time / engine floor bounds any engine/nai
 
 Dtypes: a method runs in --dtype (float32: the naive way's numbers) unless written `method:dtype`; `engine:auto`
 is the engine at DGR Lens's own default for this device (bfloat16 on GPUs and on CPUs with AVX512-BF16 / AMX,
-else float32; it is dropped when that equals --dtype). The default methods are naive, harness, engine and
-engine:auto: like for like in fp32, and the engine as a user gets it. Rows in another dtype are compared with
+else float32; it is dropped when that equals --dtype). The default methods are naive, engine, engine:auto and
+harness: like for like in fp32, and the engine as a user gets it. The harness runs last: its multi-GiB frees leave
+glibc's allocator holding memory (and raise its mmap threshold), which a later method's RSS would count. Rows in another dtype are compared with
 the first row for agreement separately (bf16 rounding, not a bug, is what that difference shows).
 Results are appended to benchmarks/RESULTS.md (section "Scoring") with the command and the machine.
 """
@@ -356,7 +357,7 @@ def main() -> int:
     p.add_argument("--max-length", type=int, default=2048)
     p.add_argument("--batch-size", type=int, default=8, help="fixed batch size of the harness method")
     p.add_argument("--token-budget", type=int, default=0, help="tokens per batch of the engine (0: DGR Lens's default)")
-    p.add_argument("--methods", default="naive,harness,engine,engine:auto", help="method[:dtype],... (see above)")
+    p.add_argument("--methods", default="naive,engine,engine:auto,harness", help="method[:dtype],... (see above)")
     p.add_argument("--peak-tflops", type=float, default=0.0, help="device peak (bf16 dense) for MFU; 0 = skip")
     p.add_argument("--no-write", action="store_true", help="print only; do not append to RESULTS.md")
     args = p.parse_args()

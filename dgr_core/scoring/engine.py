@@ -91,18 +91,21 @@ def _logit_transform(model):
 
 
 def gather_logprobs(hidden, targets, lm_head, transform, chunk_rows: int = 256):
-    """log p(target) and rank for each row of `hidden` [N, H], chunked so [N, V] fp32 never exists."""
+    """log p(target) and rank for each row of `hidden` [N, H], chunked so [N, V] fp32 never exists.
+
+    Per chunk: fp32 logits, one fused log_softmax (faster on CPU than logsumexp's separate max/sub/exp/sum passes),
+    a gather, and the rank as a count of larger logits summed in int32 (an int64 sum of the comparison costs twice
+    as much)."""
     import torch
 
     if hidden.shape[0] == 0:  # a batch whose samples were all cut inside the prompt: no response tokens
-        return hidden.new_zeros(0, dtype=torch.float32), torch.zeros(0, dtype=torch.long, device=hidden.device)
+        return hidden.new_zeros(0, dtype=torch.float32), torch.zeros(0, dtype=torch.int32, device=hidden.device)
     logps, ranks = [], []
     for start in range(0, hidden.shape[0], chunk_rows):
         logits = transform(lm_head(hidden[start : start + chunk_rows])).float()
-        tgt = targets[start : start + chunk_rows]
-        target_logit = logits.gather(1, tgt[:, None])
-        logps.append(target_logit[:, 0] - torch.logsumexp(logits, dim=-1))
-        ranks.append((logits > target_logit).sum(dim=-1) + 1)
+        tgt = targets[start : start + chunk_rows, None]
+        logps.append(torch.log_softmax(logits, dim=-1).gather(1, tgt)[:, 0])
+        ranks.append((logits > logits.gather(1, tgt)).sum(dim=-1, dtype=torch.int32) + 1)
         del logits
     return torch.cat(logps), torch.cat(ranks)
 
@@ -138,7 +141,8 @@ def forward_batch(model, samples: list[Encoded], layer: int, pad_id: int) -> lis
     capture = None if layer == -1 else _LayerCapture(_decoder_layers(model)[layer])
     try:
         base = model.get_decoder() if hasattr(model, "get_decoder") else model.base_model
-        hidden = base(input_ids=ids, attention_mask=mask).last_hidden_state
+        padded = bool((mask == 0).any())  # no padding (e.g. one sample): no mask, so attention takes its causal path
+        hidden = base(input_ids=ids, attention_mask=mask if padded else None, use_cache=False).last_hidden_state
         layer_hidden = hidden if capture is None else capture.value
     finally:
         if capture is not None:
