@@ -45,9 +45,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
-import torch
-import torch.nn.functional as F
+os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "32")  # as job workers run (dgr_core/jobs/manager.py)
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -212,8 +214,10 @@ def machine() -> str:
         pass
     isa = f" ({torch.backends.cpu.get_cpu_capability()}{', native bf16' if cpu_has_native_bf16() else ''})"
     gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no GPU"
+    env = ", ".join(f"{k}={os.environ[k]}" for k in ("OMP_WAIT_POLICY", "ONEDNN_PRIMITIVE_CACHE_CAPACITY")
+                    if k in os.environ)
     return (f"{cpu}{isa}, {os.cpu_count()} cores visible, torch {torch.__version__} "
-            f"({torch.get_num_threads()} threads){gpu}")
+            f"({torch.get_num_threads()} threads){gpu}; {env}")
 
 
 def agreement(ref: Outcome, others: list[Outcome]) -> tuple[float, float]:
@@ -343,7 +347,9 @@ def append_result(text: str) -> None:
     if header not in current:
         current += "\n" + header + "\n"
     head, tail = current.split(header, 1)
-    RESULTS.write_text(head + header + "\n" + text + "\n" + tail.lstrip("\n"), encoding="utf-8")
+    cut = tail.find("\n### ")  # newest entry first, below the section's prose
+    prose, entries = (tail, "") if cut < 0 else (tail[: cut + 1], tail[cut + 1 :])
+    RESULTS.write_text(head + header + prose.rstrip("\n") + "\n\n" + text + "\n" + entries, encoding="utf-8")
 
 
 def main() -> int:

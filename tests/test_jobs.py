@@ -208,3 +208,15 @@ def test_resume_refuses_a_running_job_and_list_skips_broken_folders(data_ws, mon
     broken.mkdir()
     (broken / "job.json").write_text("{oops")
     assert [r.id for r in manager.list_runs(data_ws)] == [run_dir.name]
+
+
+def test_worker_env_defaults_yield_to_the_users_settings(monkeypatch):
+    """Workers sleep their OpenMP threads and cap oneDNN's primitive cache, unless the user set those variables."""
+    from dgr_core.jobs.manager import WORKER_ENV_DEFAULTS, _worker_env
+
+    for key in WORKER_ENV_DEFAULTS:
+        monkeypatch.delenv(key, raising=False)
+    env = _worker_env()
+    assert env["OMP_WAIT_POLICY"] == "PASSIVE" and env["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "32"
+    monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "1024")
+    assert _worker_env()["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "1024" and _worker_env()["PYTHONUNBUFFERED"] == "1"

@@ -81,11 +81,20 @@ def start(run_dir: Path) -> int:
     return proc.pid
 
 
+WORKER_ENV_DEFAULTS = {
+    # OpenMP threads that spin-wait make torch on a shared CPU crawl (a 4 x 32-token generate of the demo model
+    # took 72-102 s instead of 6-7 s on 2 busy cores): they sleep.
+    "OMP_WAIT_POLICY": "PASSIVE",
+    # oneDNN caches up to 1,024 compiled primitives (bf16 ones with reordered weights), one per input shape; scoring
+    # sees hundreds of shapes. 32 kept the bf16 engine's peak RSS at 313 MiB instead of 536 at the same speed
+    # (benchmarks/RESULTS.md, Scoring).
+    "ONEDNN_PRIMITIVE_CACHE_CAPACITY": "32",
+}
+
+
 def _worker_env() -> dict[str, str]:
-    """The worker's environment. OpenMP threads that spin-wait make torch on a shared CPU crawl (a 4 x 32-token
-    generate of the demo model took 72-102 s instead of 6-7 s on 2 busy cores), so they sleep unless the user
-    chose otherwise."""
-    return {"OMP_WAIT_POLICY": "PASSIVE", **os.environ, "PYTHONUNBUFFERED": "1"}
+    """The worker's environment: WORKER_ENV_DEFAULTS unless the user set those variables otherwise."""
+    return {**WORKER_ENV_DEFAULTS, **os.environ, "PYTHONUNBUFFERED": "1"}
 
 
 def submit(ws: Workspace, kind: str, config: dict[str, Any], name: str = "") -> Path:
