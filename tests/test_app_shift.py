@@ -43,6 +43,13 @@ def _ok(at: AppTest) -> None:
     assert not at.error, [e.value for e in at.error]
 
 
+def _switch(at: AppTest, tab: str) -> None:
+    """Open another tab of the page (the tab radio's state), rerun, and check the page rendered cleanly."""
+    at.session_state["shift_tab"] = tab
+    at.run()
+    _ok(at)
+
+
 def _charts(at: AppTest) -> list[dict]:
     return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
 
@@ -81,9 +88,7 @@ def test_unscored_datasets_are_scored_by_a_job_then_shown(ws):
     for run in runs:
         assert run.spec["config"]["score"]["backend"] == "fake"
         assert manager.wait(run.run_dir, timeout=120)["state"] == "done", manager.log_tail(run.run_dir)
-    at.session_state["shift_tab"] = "Shift statistics"
-    at.run()
-    _ok(at)
+    _switch(at, "Shift statistics")
     assert not at.warning
     stats = _table(at, "statistic")
     assert set(stats["comparison"]) == {"external vs own"}
@@ -101,9 +106,7 @@ def test_scored_sets_show_distributions_statistics_map_and_rankings(ws):
     at.radio(key="shift_dist_kind").set_value("ecdf").run()
     _ok(at)
 
-    at.session_state["shift_tab"] = "Shift statistics"
-    at.run()
-    _ok(at)
+    _switch(at, "Shift statistics")
     stats = _table(at, "statistic")
     assert set(stats["comparison"]) == {"external vs own", "refined vs own"}
     want = {"Mean ΔNLL (B − A)", "Perplexity ratio (B / A)", "MMD² (RBF)", "Energy distance", "Classifier AUC",
@@ -118,9 +121,7 @@ def test_scored_sets_show_distributions_statistics_map_and_rankings(ws):
     assert set(_table(at, "statistic")["comparison"]) == {"external vs own", "refined vs own",
                                                           "refined vs external"}
 
-    at.session_state["shift_tab"] = "Map"
-    at.run()
-    _ok(at)
+    _switch(at, "Map")
     (scatter,) = _charts(at)
     assert sum(len(_values(t["x"])) for t in scatter["data"]) == 3 * n
     assert {tuple(c[:2]) for t in scatter["data"] for c in t["customdata"]} == {
@@ -129,9 +130,7 @@ def test_scored_sets_show_distributions_statistics_map_and_rankings(ws):
     at.radio(key="shift_color").set_value("NLL").run()
     _ok(at)
 
-    at.session_state["shift_tab"] = "Rankings"
-    at.run()
-    _ok(at)
+    _switch(at, "Rankings")
     top = _table(at, "n_tokens_total")
     assert top["dataset"].iloc[0] == "external" and top["nll_total"].is_monotonic_decreasing
     (category,) = _charts(at)
@@ -203,7 +202,5 @@ def test_page_with_the_tiny_model_through_hf(ws, tiny_model_dir):
     auc = stats.query("statistic == 'Classifier AUC'")
     assert auc["n"].item() == "24 / 24" and np.isfinite(auc["value"].item())
     for tab in ("Distributions", "Map", "Rankings"):
-        at.session_state["shift_tab"] = tab
-        at.run()
-        _ok(at)
+        _switch(at, tab)
         assert len(_charts(at)) == 1, tab
