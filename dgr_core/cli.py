@@ -22,7 +22,8 @@ from pathlib import Path
 from dgr_core.errors import DGRError
 from dgr_core.workspace import Workspace
 
-COMMAND_MODULES = ("dgr_core.refine.cli", "dgr_core.train.cli", "dgr_core.evaluate.cli", "dgr_core.pipeline")
+COMMAND_MODULES = ("dgr_core.refine.cli", "dgr_core.train.cli", "dgr_core.evaluate.cli", "dgr_core.pipeline",
+                   "dgr_core.audit.cli")
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:

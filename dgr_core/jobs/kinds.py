@@ -42,7 +42,8 @@ def _load_builtin() -> None:
     import importlib
 
     for module in ("dgr_core.scoring.job", "dgr_core.refine.job", "dgr_core.train.job",
-                   "dgr_core.evaluate.job", "dgr_core.shift.job", "dgr_core.pipeline"):
+                   "dgr_core.evaluate.job", "dgr_core.shift.job", "dgr_core.pipeline",
+                   "dgr_core.audit.job"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:
