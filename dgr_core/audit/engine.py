@@ -28,8 +28,8 @@ from dgr_core.audit.store import AuditCache
 from dgr_core.audit.template import correction, parse_reply, render_prompt, template_hash
 from dgr_core.backends.base import GenerationConfig
 from dgr_core.errors import DataError, JobCancelled
-from dgr_core.scoring.cache import sample_key
 from dgr_core.scoring.api import text_hash
+from dgr_core.scoring.cache import sample_key
 from dgr_core.workspace import Workspace
 
 OPERATION, VERSION = "audit", 1

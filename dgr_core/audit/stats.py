@@ -12,7 +12,7 @@ import math
 
 import pandas as pd
 
-from dgr_core.audit.patterns import LABELS, PATTERNS
+from dgr_core.audit.patterns import LABELS, OVERTHINKING_PARTS, PATTERNS
 from dgr_core.errors import DataError
 
 Z95 = 1.959963984540054
@@ -30,7 +30,11 @@ def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
 
 
 def _ok(tags: pd.DataFrame) -> pd.DataFrame:
-    return tags[tags["status"] == "ok"]
+    """The parsed rows, with `overthinking` derived from its three parts when a table lacks it."""
+    ok = tags[tags["status"] == "ok"]
+    if "overthinking" not in ok:
+        ok = ok.assign(overthinking=ok[list(OVERTHINKING_PARTS)].fillna(0).astype(int).max(axis=1))
+    return ok
 
 
 def pattern_rates(tags: pd.DataFrame, patterns: tuple[str, ...] = (*PATTERNS, "overthinking")) -> pd.DataFrame:
