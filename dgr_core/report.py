@@ -370,12 +370,27 @@ def build_report(ws: Workspace, options: ReportOptions | None = None, data: Safe
             + "\n".join(body) + "</body></html>")
 
 
+def _patterns_section(ws: Workspace, data: SafetyTaxData) -> str:
+    """Risky-pattern rates of each run's training data (dgr_core.audit), when a training dataset is audited."""
+    from dgr_core.audit.training import format_rates
+    from dgr_core.safety_tax import pattern_rates
+
+    table = pattern_rates(ws, data)
+    if table.empty or not (table["judge"] != "").any():
+        return ""
+    return ("<h3>Risky patterns in each run's training data</h3>" + _p(
+        "Rate [Wilson 95% interval] of training rows tagged with each pattern of arXiv 2505.15404; judge named "
+        "per row ('heuristic' = keyword rules, no model).", "muted") + format_rates(table).to_html(
+        index=False, escape=True, border=0))
+
+
 def _sections(ws: Workspace, data: SafetyTaxData, opts: ReportOptions) -> list[str]:
     out = []
     if opts.scatter:
         out.append(_scatter_section(data, opts))
     if opts.results:
         out.append(_results_section(data, opts))
+        out.append(_patterns_section(ws, data))
     if opts.budget:
         out.append(_budget_section(data))
     if opts.datasets:

@@ -678,3 +678,11 @@ def _missing(value: Any) -> bool:
         return bool(pd.isna(value))
     except (TypeError, ValueError):  # list-like cells (e.g. seeds) are never "missing"
         return False
+
+
+def pattern_rates(ws: Workspace, data: SafetyTaxData) -> pd.DataFrame:
+    """Risky-pattern rates (Wilson 95% intervals) of each run's training rows, from its dataset's audit
+    (`dgr_core.audit.training`: a judge model's tags where they exist, else the heuristic's; NaN when unaudited)."""
+    from dgr_core.audit.training import RunRows, run_pattern_rates
+
+    return run_pattern_rates(ws, [RunRows(r.run_id, r.dataset, r.variant, r.sample_ids) for r in data.records])

@@ -15,6 +15,7 @@ from dgr_core.errors import DGRError
 from dgr_core.report import export_unavailable
 from dgr_core.scoring.api import ScoreConfig
 from dgr_core.shift import analysis as A
+from dgr_ui import audit_view as AV
 from dgr_ui import tokens as ui
 from dgr_ui.common import current_backend, current_model, show_error, workspace
 from dgr_ui.jobs import job_panel, launch, tracked
@@ -178,6 +179,7 @@ def main() -> None:
     st.caption(f"{len(table)} pairs, matched by {table.attrs.get('paired_by')}.")
     pair = table.iloc[stepper(table, segment, sig)]
     rows = (df_a.iloc[int(pair["pos_a"])].to_dict(), df_b.iloc[int(pair["pos_b"])].to_dict())
+    AV.compare_panel(ws, (a, b), AV.pair_ids(df_a, df_b, table), (str(rows[0]["id"]), str(rows[1]["id"])))
     show_pair(pair, rows, (a, b), sets, handle, cfg)
 
 

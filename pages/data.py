@@ -28,6 +28,7 @@ from dgr_core.errors import DataError, DGRError
 from dgr_core.scoring.api import ScoreConfig
 from dgr_core.scoring.job import MODES
 from dgr_core.workspace import Workspace
+from dgr_ui import audit_view as AV
 from dgr_ui.charts import label_bar, length_histogram
 from dgr_ui.common import current_backend, current_model, show_error, workspace
 from dgr_ui.demo_panel import demo_panel
@@ -225,6 +226,7 @@ def sample_view(row: pd.Series) -> None:
     st.markdown(f"**{row['id']}** · source `{row['source'] or '–'}` · category `{row['category'] or '–'}` · "
                 f":{color}-badge[think: {status or '?'}]")
     st.caption(S.THINK_STATUS_HELP.get(status, "no think status recorded"))
+    AV.sample_badges(row)
     for segment in S.SEGMENTS:
         n = row.get(f"{segment}_tokens")
         st.markdown(f"**{segment.capitalize()}**" + (f" · {int(n)} tokens" if n is not None else ""))
@@ -233,7 +235,8 @@ def sample_view(row: pd.Series) -> None:
             st.code(text, language="text", wrap_lines=True)
         else:
             st.caption(f"(no {segment})")
-    shown = {"id", "prompt", "reasoning", "answer", "source", "category", "think_status", *S.LENGTH_COLUMNS}
+    shown = {"id", "prompt", "reasoning", "answer", "source", "category", "think_status", *S.LENGTH_COLUMNS,
+             *AV.tag_columns(row.to_frame().T), "audit_status"}
     with st.expander("Original columns"):
         st.json({k: (None if v is None else str(v)) for k, v in row.items() if k not in shown})
 
@@ -246,11 +249,13 @@ def browse_section(table: pd.DataFrame, fp: str, has_lengths: bool) -> pd.DataFr
     except DGRError as exc:
         show_error(exc, "Search")
         view = table
+    view = AV.pattern_filter(view, fp)
     st.caption(f"{len(view)} of {len(table)} rows")
-    shown = [c for c in ["id", *S.LENGTH_COLUMNS, "think_status", "source", "category", "prompt"] if c in view]
+    shown = [c for c in ["id", *S.LENGTH_COLUMNS, "think_status", "source", "category", *AV.tag_columns(view),
+                         "prompt"] if c in view]
     st.dataframe(view[shown], hide_index=True, width="stretch", height=300,
-                 column_config={c: st.column_config.NumberColumn(f"{label} tok", width="small")
-                                for c, label in LENGTH_LABELS.items()})
+                 column_config={**{c: st.column_config.NumberColumn(f"{label} tok", width="small")
+                                   for c, label in LENGTH_LABELS.items()}, **AV.column_config(view)})
     if view.empty:
         st.info("No rows match.")
         return view
@@ -368,8 +373,8 @@ def main() -> None:
         show_error(exc, info.name)
         return
     lengths = lengths_for(ws, info, df)
-    table = S.with_lengths(df, lengths)
-    tabs = st.tabs(["Browse", "Stats", "Score", "Delete"])
+    table = AV.with_tags(ws, info, S.with_lengths(df, lengths))
+    tabs = st.tabs(["Browse", "Stats", "Score", "Audit", "Delete"])
     with tabs[0]:
         view = browse_section(table, info.fingerprint, lengths is not None)
     with tabs[1]:
@@ -377,6 +382,8 @@ def main() -> None:
     with tabs[2]:
         score_section(ws, info.name)
     with tabs[3]:
+        AV.audit_tab(ws, info)
+    with tabs[4]:
         delete_section(ws, info.name)
 
 

@@ -31,10 +31,12 @@ from dgr_core.safety_tax import (
     collect,
     fit_line,
     format_table,
+    pattern_rates,
     results_table,
     scatter_frame,
     y_label,
 )
+from dgr_ui import audit_view as AV
 from dgr_ui.common import current_backend, show_error, workspace
 
 NO_REFERENCE = "(none)"
@@ -136,6 +138,7 @@ def show_table(data: SafetyTaxData) -> None:
                "refused (lower is better).")
     st.download_button("CSV", data=table.to_csv(index=False), file_name="safety-tax-results.csv",
                        mime="text/csv", key="tax_table_csv", on_click="ignore")
+    AV.safety_tax_table(pattern_rates(ws, data))
 
 
 def show_budget(data: SafetyTaxData) -> None:

@@ -17,6 +17,7 @@ from dgr_core.errors import DGRError
 from dgr_core.scoring.api import ScoreConfig
 from dgr_core.shift import analysis as A
 from dgr_core.shift.selections import list_selections, save_selection
+from dgr_ui import audit_view as AV
 from dgr_ui import tokens as ui
 from dgr_ui.common import current_backend, current_model, show_error, workspace
 from dgr_ui.jobs import job_panel, launch, tracked
@@ -241,6 +242,7 @@ def main() -> None:
         show_error(exc, "Loading scores")
         return
     missing_panel(ws, missing, cfg, handle)
+    AV.shift_panel(ws, chosen)
     if not sets:
         return
     views = {"Distributions": lambda: distributions_tab(sets),

@@ -30,6 +30,7 @@ from dgr_core.train.config import (
 )
 from dgr_core.train.data import dataset_categories, list_selections
 from dgr_core.train.job import validate
+from dgr_ui import audit_view as AV
 from dgr_ui.common import current_backend, current_model, show_error, workspace
 from dgr_ui.jobs import job_panel, launch, tracked
 
@@ -99,6 +100,7 @@ def subset_settings(dataset: str, names: list[str]) -> SubsetConfig:
         sub.hold_out_prompts = evaluation_prompts(names, limit)
         st.caption(f"Holds out the {len(sub.hold_out_prompts)} prompts of {', '.join(names) or 'no benchmark'} at "
                    f"{limit or 'all'} items each.")
+    sub.exclude_patterns, sub.pattern_judge = AV.exclude_patterns(ws, dataset)
     return sub
 
 

@@ -276,7 +276,9 @@ def tags(ids: list[str], **cols: list[int]) -> pd.DataFrame:
 def test_pattern_changes_count_removed_and_introduced_per_pair():
     original = tags(["p1", "p2", "p3"], weak_vacillation=[1, 1, 0], inconsistency=[0, 0, 1])
     refined = tags(["r1", "r2", "r3"], weak_vacillation=[0, 1, 0], inconsistency=[0, 1, 0])
-    changes = stats.pattern_changes(original, refined, pd.Series({"r1": "p1", "r2": "p2", "r3": "p3"}))
+    pairs = pd.DataFrame({"original_id": ["p1", "p2", "p3", "p9"], "refined_id": ["r1", "r2", "r3", "r9"]})
+    changes = stats.pattern_changes(original, refined, pairs)
+    assert changes["refined_id"].tolist() == ["r1", "r2", "r3"]  # r9 has no tags
     assert changes["weak_vacillation"].tolist() == ["removed", "kept", ""]
     assert changes["inconsistency"].tolist() == ["", "introduced", "removed"]
     summary = stats.change_summary(changes).set_index("pattern")

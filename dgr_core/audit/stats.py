@@ -91,16 +91,19 @@ def precision_recall(pred: pd.DataFrame, gold: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def pattern_changes(original: pd.DataFrame, refined: pd.DataFrame, parent_ids: pd.Series) -> pd.DataFrame:
-    """Per refined row: its parent's id and, per pattern, "removed" (1 -> 0), "introduced" (0 -> 1), "kept" (1 ->
-    1) or "" (0 -> 0, or a side unparsable). `parent_ids` maps refined id -> parent id."""
-    ref = _ok(refined).assign(parent_id=lambda t: t["id"].map(parent_ids).astype(str))
-    pairs = ref.merge(_ok(original), left_on="parent_id", right_on="id", suffixes=("_refined", "_original"))
-    out = pd.DataFrame({"id": pairs["id_refined"], "parent_id": pairs["parent_id"]})
+def pattern_changes(original: pd.DataFrame, refined: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
+    """Per pair (`pairs`: columns original_id, refined_id, e.g. a refined row and its parent): per pattern
+    "removed" (1 -> 0), "introduced" (0 -> 1), "kept" (1 -> 1) or "" (0 -> 0). Pairs with a side unparsable or
+    untagged are left out."""
+    a = _ok(original).assign(original_id=lambda t: t["id"].astype(str))
+    b = _ok(refined).assign(refined_id=lambda t: t["id"].astype(str))
+    ids = pairs[["original_id", "refined_id"]].astype(str)
+    both = ids.merge(a, on="original_id").merge(b, on="refined_id", suffixes=("_original", "_refined"))
+    out = both[["original_id", "refined_id"]].copy()
     for p in PATTERNS:
-        before, after = pairs[f"{p}_original"].astype(int), pairs[f"{p}_refined"].astype(int)
-        out[p] = [_change(b, a) for b, a in zip(before, after, strict=True)]
-    return out
+        before, after = both[f"{p}_original"].astype(int), both[f"{p}_refined"].astype(int)
+        out[p] = [_change(x, y) for x, y in zip(before, after, strict=True)]
+    return out.reset_index(drop=True)
 
 
 def _change(before: int, after: int) -> str:

@@ -93,6 +93,8 @@ class SubsetConfig:
     mix_dataset: str | None = None  # optional second dataset (benign or math rows) mixed into the training set
     mix_n: int = 0  # rows drawn (seeded) from mix_dataset; 0 = none
     hold_out_prompts: list[str] = field(default_factory=list)  # rows with these prompts are never trained on
+    exclude_patterns: list[str] = field(default_factory=list)  # drop rows tagged with any of these risky patterns
+    pattern_judge: str = ""  # whose pattern tags: "heuristic", "judge:<model>"; "" = a judge model's, else heuristic
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -113,6 +115,10 @@ class SubsetConfig:
         _require(not self.mix_n or bool(self.mix_dataset), "subset.mix_dataset", "is required when mix_n > 0")
         _require(isinstance(self.hold_out_prompts, list) and all(isinstance(p, str) for p in self.hold_out_prompts),
                  "subset.hold_out_prompts", "must be a list of prompt texts")
+        from dgr_core.audit.patterns import PATTERNS
+
+        _require(isinstance(self.exclude_patterns, list) and set(self.exclude_patterns) <= set(PATTERNS),
+                 "subset.exclude_patterns", f"must be a list of patterns out of {PATTERNS}")
 
 
 @dataclass

@@ -201,6 +201,10 @@ def build_subset(ws: Workspace, dataset: str, subset: SubsetConfig, *,
 
     store = DatasetStore(ws)
     df = hold_out(store.load(dataset), subset.hold_out_prompts)
+    if subset.exclude_patterns:
+        from dgr_core.audit.training import exclude_tagged
+
+        df = exclude_tagged(ws, dataset, df, subset.exclude_patterns, subset.pattern_judge)
     nll = ids = None
     if subset.strategy in ("lowest_nll", "highest_nll"):
         if nll_scorer is None:
