@@ -261,6 +261,7 @@ def test_wilson_matches_scipy_and_kappa_matches_sklearn():
         ci = binomtest(k, n).proportion_ci(method="wilson")
         assert stats.wilson(k, n) == pytest.approx((ci.low, ci.high), abs=1e-9)
     assert all(math.isnan(x) for x in stats.wilson(0, 0))
+    assert stats.wilson(0, 7)[0] == 0.0 and stats.wilson(7, 7)[1] == 1.0  # exact at the edges
     a, b = pd.Series([1, 0, 1, 1, 0, 0, 1, 0]), pd.Series([1, 0, 0, 1, 0, 1, 1, 0])
     assert stats.cohen_kappa(a, b) == pytest.approx(cohen_kappa_score(a, b))
     assert stats.cohen_kappa(a, a) == 1.0 and stats.cohen_kappa(pd.Series([0, 0]), pd.Series([0, 0])) == 1.0
