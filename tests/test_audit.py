@@ -297,3 +297,15 @@ def test_filters_and_join():
     assert stats.ids_with_patterns(t, ["harmful_additions", "strong_vacillation"]) == {"1"}  # "3" is unparsable
     rates = stats.pattern_rates(t).set_index("pattern")
     assert rates.loc["harmful_additions", ["n", "k", "n_unparsable"]].tolist() == [2, 1, 1]
+
+
+def test_a_real_model_through_the_hf_backend(ws, tiny_model_dir):
+    """The tiny random Llama cannot answer JSON: every sample ends unparsable with the reason, after the retry turn
+    (rendered with its chat template, an assistant turn included), and the cache key carries its identity."""
+    cfg = AuditConfig(dataset="t", judge=str(tiny_model_dir), backend="hf", device="cpu", dtype="float32",
+                      max_new_tokens=8, max_retries=1, batch_size=2)
+    result = audit_frame(ws, pd.DataFrame(ROWS[:2]), cfg)
+    assert (result.table["status"] == "unparsable").all() and (result.table["attempts"] == 2).all()
+    assert all("max_new_tokens=8" in r or "no JSON" in r for r in result.table["reason"])
+    meta = json.loads((ws.root / "audits" / "cache" / result.op_key / "meta.json").read_text())
+    assert meta["judge"]["model"]["backend"] == "hf" and meta["settings"]["max_new_tokens"] == 8
