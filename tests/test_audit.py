@@ -309,3 +309,20 @@ def test_a_real_model_through_the_hf_backend(ws, tiny_model_dir):
     assert all("max_new_tokens=8" in r or "no JSON" in r for r in result.table["reason"])
     meta = json.loads((ws.root / "audits" / "cache" / result.op_key / "meta.json").read_text())
     assert meta["judge"]["model"]["backend"] == "hf" and meta["settings"]["max_new_tokens"] == 8
+
+
+class StopAfterFirstChunk(JobContext):
+    def should_stop(self) -> bool:
+        return any(e.get("message", "").startswith("auditing") and e.get("done")
+                   for e in manager.progress_events(self.run_dir))
+
+
+def test_job_cancelled_after_a_chunk_resumes_in_the_same_run_folder(ws):
+    save(ws, "t", ROWS)
+    cfg = fake_cfg()
+    run_dir = manager.create_run(ws, "audit", cfg.to_dict(), name="t")
+    with pytest.raises(JobCancelled):
+        run(validate(cfg.to_dict()), StopAfterFirstChunk(run_dir, ws))
+    assert list_audits(ws, "t") == []  # no tag table until every row is tagged
+    result = run(validate(cfg.to_dict()), JobContext(run_dir, ws))
+    assert (result["computed"], result["cache_hits"], result["n_unparsable"]) == (2, 2, 0)

@@ -59,7 +59,7 @@ def summary(ws, cfg: AuditConfig, result: AuditResult) -> dict[str, Any]:
             "unparsable_reasons": dict(Counter(t.loc[t["status"] != "ok", "reason"]).most_common(10)),
             "rates": _records(rates), "agreement": _agreement(ws, cfg, result),
             "seconds": result.seconds,
-            "samples_per_s": round(result.computed / result.seconds, 1) if result.seconds else None}
+            "samples_per_s": round(result.computed / result.seconds, 3) if result.seconds else None}
 
 
 def _agreement(ws, cfg: AuditConfig, result: AuditResult) -> dict[str, Any] | None:
