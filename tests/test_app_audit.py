@@ -160,3 +160,26 @@ def test_run_pattern_rates_for_the_safety_tax_table(audited):
     assert table.loc["r3", "judge"] == "" and pd.isna(table.loc["r3", "inconsistency"])
     printable = format_rates(table.reset_index())
     assert printable.loc[2, "inconsistency"] == "–" and "%" in printable.loc[0, "lack of safety awareness"]
+
+
+def test_safety_tax_page_and_report_show_pattern_rates_of_each_runs_training_data(ws):
+    from test_safety_tax import plant_workspace
+
+    from dgr_core.report import build_report
+    from dgr_core.safety_tax import collect, pattern_rates
+
+    runs = plant_workspace(ws)
+    at = open_page("safety_tax.py")
+    assert not at.exception
+    assert any("No training dataset is audited yet" in c.value for c in at.caption)
+    for name in ("star", "star-dgr"):
+        audit(ws, name, AuditConfig(dataset=name))
+    table = pattern_rates(ws, collect(ws, backend="fake")).set_index("run")
+    assert set(table.index) == set(runs) and set(table["judge"]) == {"heuristic"}
+    assert all(table.loc[r, "n"] == len(info["ids"]) for r, info in runs.items())  # the run's rows, not the set's
+    at = open_page("safety_tax.py")
+    assert not at.exception
+    shown = frames_with(at, "lack of safety awareness")[0]
+    assert len(shown) == len(runs) and set(shown["judge"]) == {"heuristic"}
+    html = build_report(ws)
+    assert "Risky patterns in each run" in html and "heuristic" in html
