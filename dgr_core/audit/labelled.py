@@ -4,7 +4,8 @@ and rebuild each row's text from the shared datasets, so the labels file carries
 A label row names its `source`: "STAR-1" (a STAR-1 id), "nocot" (a No-CoT split id as the loader assigns it,
 `sft_train_nocot-00000`), or "constructed" with `from` = {"prompt": id, "reasoning": id, "answer": id}: fields
 recombined from those rows (to have positives for patterns the curated data lacks, e.g. an answer that contradicts
-its trace). The project's own set is tests/data/audit_labelled.jsonl; `benchmarks/bench_audit.py` reports the
+its trace). An optional `split` = "heldout" marks rows labelled after the heuristic's rules were final (never used
+to revise them). The project's own set is tests/data/audit_labelled.jsonl; `benchmarks/bench_audit.py` reports the
 heuristic's precision / recall on it.
 """
 
