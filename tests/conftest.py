@@ -64,3 +64,25 @@ def shared_data() -> Path:
     if not path.is_dir():
         pytest.skip(f"shared data not found at {path} (set DGR_SHARED_DATA)")
     return path
+
+
+def _tiny_reasoning(tmp_path_factory, family: str, template_file: str) -> Path:
+    from dgr_core.models.tiny import build_tiny_reasoning_model
+
+    path = shared_data_dir() / "chat_templates" / template_file
+    if not path.is_file():
+        pytest.skip(f"chat template not found at {path} (set DGR_SHARED_DATA)")
+    return build_tiny_reasoning_model(tmp_path_factory.mktemp(family) / f"tiny-{family}", family,
+                                      path.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="session")
+def tiny_r1_dir(tmp_path_factory) -> Path:
+    """A tiny random Qwen2 whose tokenizer carries the real DeepSeek-R1-Distill template and special tokens."""
+    return _tiny_reasoning(tmp_path_factory, "r1", "deepseek-r1-distill-qwen.jinja")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen3_dir(tmp_path_factory) -> Path:
+    """A tiny random Qwen2 whose tokenizer carries the real Qwen3 template and special tokens."""
+    return _tiny_reasoning(tmp_path_factory, "qwen3", "qwen3.jinja")

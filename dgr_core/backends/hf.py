@@ -7,6 +7,7 @@ from typing import Any
 
 from dgr_core.backends.base import Generation, GenerationConfig, register
 from dgr_core.models.loading import LoadedModel, ModelSpec, load_model
+from dgr_core.render import generation_prompt
 from dgr_core.scoring.engine import BatchStats, TokenScores, iter_scores
 from dgr_core.scoring.segments import Encoded
 from dgr_core.workspace import Workspace
@@ -56,7 +57,7 @@ class HFBackend:
         import torch
 
         tok, model = self.tokenizer, self.loaded.model
-        texts = [tok.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in convs]
+        texts = [generation_prompt(tok, c) for c in convs]  # the template's own generation prompt
         tok.padding_side = "left"
         try:
             batch = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)

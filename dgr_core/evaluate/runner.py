@@ -47,6 +47,7 @@ from dgr_core.evaluate.judge import KEYWORDS, describe_semantics, judge_label, m
 from dgr_core.evaluate.paired import accuracy_with_ci
 from dgr_core.evaluate.refusal import KeywordJudge, RefusalJudge
 from dgr_core.models.loading import DEMO_ALIASES, ModelSpec
+from dgr_core.render import full_reply, opened_think
 from dgr_core.workspace import Workspace, atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
@@ -490,6 +491,9 @@ def _run_batch(batch: list[dict[str, Any]], cfg: EvalConfig, backend: Backend, j
     gens = backend.generate(conversations, replace(cfg.generation, batch_size=len(batch)))
     if len(gens) != len(batch):
         raise DGRError(f"backend {cfg.backend!r} returned {len(gens)} generations for {len(batch)} prompts")
+    # A generation prompt that opened <think> (R1-Distill) is part of the reply: graded as unclosed if never closed.
+    opened = opened_think(getattr(backend, "tokenizer", None))
+    gens = [replace(g, text=full_reply(g.text, opened)) for g in gens]
     _append(out_path, grade_batch(batch, gens, judges))
     clock.done += len(batch)
     clock.generated += len(batch)

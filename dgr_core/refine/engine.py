@@ -13,6 +13,15 @@ in separate mode; none, with `skipped`, for a sample without a prompt). Records 
 A refined row keeps every column of its parent, with `id = f"{parent_id}-r"`, the rewritten reasoning / answer
 (or the original ones when the rewrite fell back) and the provenance columns in `PROVENANCE_COLUMNS`.
 
+Thinking models. When the target model's generation prompt already opens a think block (R1-Distill), its output
+is stored with that open tag in front (`dgr_core.render.full_reply`), so the record holds the whole reply. With a
+delimited template (`templates.REWRITE_TAGS`; the record says which blocks each step asked for in `delimited`),
+the rewrite is taken from the delimiters written after the model's LAST `</think>`; the model's thinking about
+the task goes to the `refine_thinking` column (provenance: shown, never trained on). A missing, doubled or nested
+delimiter, or a think block never closed, makes the sample fall back with a named reason (`missing_delimiters`,
+`doubled_delimiters`, `nested_delimiters`, `unclosed_think`). In self mode the model's own think block is the
+reasoning and the answer is what follows its last `</think>`.
+
 Self mode is different on two counts: the model's own answer has no decision or length to keep, so only the
 well-formedness checks apply; and a failed answer is *dropped*, not replaced by the original, because the self set
 is the reference for the model's own distribution and an external response in it would hide the very shift it
@@ -35,15 +44,24 @@ import pandas as pd
 from dgr_core.backends.base import Generation, GenerationConfig
 from dgr_core.data.loaders import safe_name
 from dgr_core.data.schema import THINK_CLOSED, THINK_EMPTY, THINK_MISSING, THINK_UNCLOSED
-from dgr_core.data.think import join_think, split_think
+from dgr_core.data.think import join_think, split_think, strip_end_tokens
 from dgr_core.errors import SpecError
 from dgr_core.models.loading import DEMO_ALIASES, ModelSpec
 from dgr_core.refine.filters import REASONS, FilterConfig, Rewrite, check_judge, reason_code, run_filters
-from dgr_core.refine.templates import SEPARATOR, STEP1_OUTPUT, needs_reasoning, render_template, split_parts
+from dgr_core.refine.templates import (
+    REWRITE_TAGS,
+    SEPARATOR,
+    STEP1_OUTPUT,
+    delimited_fields,
+    needs_reasoning,
+    render_template,
+    split_parts,
+)
+from dgr_core.render import full_reply, opened_think, split_reply, template_facts
 from dgr_core.workspace import Workspace
 
 PROVENANCE_COLUMNS = ["parent_id", "refine_model", "template_hash", "generation", "fell_back", "fallback_reason",
-                      "raw_output"]
+                      "raw_output", "refine_thinking"]
 GENERATIONS_FILE = "generations.jsonl"
 FALLBACKS_FILE = "fallbacks.jsonl"
 FALLBACK_COLUMNS = ["parent_id", "reason", "prompt", "raw_output"]
@@ -109,8 +127,22 @@ def _conversation(part: str, row: dict[str, Any]) -> list[dict[str, str]]:
     return [{"role": "user", "content": render_template(part, row)}]
 
 
-def _output(g: Generation) -> dict[str, Any]:
-    return {"text": g.text, "finish_reason": g.finish_reason, "n_tokens": int(g.n_tokens)}
+def _output(g: Generation, opened: str = "") -> dict[str, Any]:
+    return {"text": full_reply(g.text, opened), "finish_reason": g.finish_reason, "n_tokens": int(g.n_tokens)}
+
+
+def model_thinks(tokenizer: Any) -> bool:
+    """Whether the target model's chat template knows think blocks (found by rendering, `dgr_core.render`)."""
+    if tokenizer is None or not getattr(tokenizer, "chat_template", None):
+        return False
+    return template_facts(tokenizer).thinks
+
+
+def resolve_template(mode: str, template: str, tokenizer: Any) -> str:
+    """The template a run sends to this model (the delimited default for thinking models; see templates)."""
+    from dgr_core.refine.templates import resolve_template as resolve
+
+    return resolve(mode, template, model_thinks(tokenizer))
 
 
 def reasoning_step_text(raw: str) -> str:
@@ -129,23 +161,36 @@ def generate_chunk(backend: Any, rows: list[dict[str, Any]], mode: str, template
                    gen: GenerationConfig) -> list[dict[str, Any]]:
     """One record per row, in order: one generation per sample (two in separate mode, the second seeing the
     first's reasoning as {rewritten_reasoning}). Rows without a prompt are skipped, not sent."""
-    parts = split_parts(template)
+    parts, fields = split_parts(template), delimited_fields(template)
+    opened = opened_think(getattr(backend, "tokenizer", None))
     todo = [r for r in rows if text(r.get("prompt")).strip()]
     first = backend.generate([_conversation(parts[0], r) for r in todo], gen) if todo else []
-    outputs = [[_output(g)] for g in first]
+    outputs = [[_output(g, opened)] for g in first]
     if mode == "separate" and todo:
-        step2 = [_conversation(parts[1], {**r, STEP1_OUTPUT: reasoning_step_text(g.text)})
-                 for r, g in zip(todo, first, strict=True)]
+        step2 = [_conversation(parts[1], {**r, STEP1_OUTPUT: _step1_reasoning(out[0]["text"], fields[0])})
+                 for r, out in zip(todo, outputs, strict=True)]
         for out, g in zip(outputs, backend.generate(step2, gen), strict=True):
-            out.append(_output(g))
+            out.append(_output(g, opened))
     by_id = {str(r["id"]): out for r, out in zip(todo, outputs, strict=True)}
     records = []
     for r in rows:
         rec: dict[str, Any] = {"id": str(r["id"]), "source_hash": source_hash(r), "outputs": by_id.get(str(r["id"]), [])}
+        if any(fields):
+            rec["delimited"] = [list(f) for f in fields]
         if str(r["id"]) not in by_id:
             rec["skipped"] = "empty_prompt"
         records.append(rec)
     return records
+
+
+def _step1_reasoning(raw: str, fields: tuple[str, ...]) -> str:
+    """What the answer step sees as {rewritten_reasoning}: the delimited rewrite when the step asked for one (the
+    model's thinking about the task stays out), else the plain reasoning-step text."""
+    if "reasoning" in fields:
+        parsed = parse_delimited(raw, fields)
+        if not parsed.error:
+            return parsed.values["reasoning"]
+    return reasoning_step_text(raw)
 
 
 def read_generations(path: Path) -> dict[str, dict[str, Any]]:
@@ -180,10 +225,108 @@ def pending_rows(df: pd.DataFrame, done: dict[str, dict[str, Any]]) -> list[dict
 
 # ---- parsing and filtering --------------------------------------------------------------------------------
 
-def parse_record(mode: str, record: dict[str, Any]) -> Rewrite:
-    """The rewrite a record holds: reasoning, answer, think status, how it ended, raw text."""
+@dataclass
+class Delimited:
+    """One output parsed under the delimited contract: the rewrite fields, the model's thinking, or why not."""
+
+    values: dict[str, str]
+    thinking: str
+    error: str = ""
+
+
+def parse_delimited(raw: str, fields: Sequence[str]) -> Delimited:
+    """Take `fields` from their delimiters after the model's last `</think>`; the thinking before it is kept as
+    provenance. A block missing, written twice, or holding another delimiter or a think tag is an error."""
+    thinking, after, status = split_reply(raw)
+    if status == "unclosed":
+        return Delimited({}, thinking, "unclosed_think: the think block was never closed, so no rewrite follows it")
+    if status == "missing":
+        thinking = _outside_blocks(after)
+    values = {}
+    for name in fields:
+        value, error = _block(after, name, thinking)
+        if error:
+            return Delimited(values, thinking, error)
+        values[name] = value
+    return Delimited(values, thinking)
+
+
+def _block(after: str, name: str, thinking: str) -> tuple[str, str]:
+    open_tag, close_tag = REWRITE_TAGS[name]
+    n_open, n_close = after.count(open_tag), after.count(close_tag)
+    if n_open > 1 or n_close > 1:
+        return "", f"doubled_delimiters: {open_tag} written {max(n_open, n_close)} times after the thinking"
+    if n_open == 0 and n_close == 1 and open_tag in thinking:
+        return "", f"nested_delimiters: a </think> inside the {open_tag} block"
+    if n_open == 0 and n_close == 0:
+        return "", f"missing_delimiters: no {open_tag}...{close_tag} block after the thinking"
+    if n_open != n_close or after.index(close_tag) < after.index(open_tag):
+        return "", f"missing_delimiters: {open_tag} is not closed by {close_tag}"
+    body = after.split(open_tag, 1)[1].split(close_tag, 1)[0]
+    inner = [t for pair in REWRITE_TAGS.values() for t in pair] + ["<think>", "</think>"]
+    found = [t for t in inner if t in body]
+    if found:
+        return "", f"nested_delimiters: {found[0]} inside the {open_tag} block"
+    return body.strip(), ""
+
+
+def _outside_blocks(text_: str) -> str:
+    """Text around the delimited blocks (a model that does not think may still write a preamble)."""
+    for open_tag, close_tag in REWRITE_TAGS.values():
+        if open_tag in text_ and close_tag in text_.split(open_tag, 1)[1]:
+            head, rest = text_.split(open_tag, 1)
+            text_ = head + rest.split(close_tag, 1)[1]
+    return text_.strip()
+
+
+def _finish(outs: list[dict[str, Any]]) -> str:
+    return "length" if any(o.get("finish_reason") == "length" for o in outs) else "stop"
+
+
+def _parse_contract(record: dict[str, Any]) -> tuple[Rewrite, str, str]:
+    """(rewrite, thinking, error) of a record made with a delimited template."""
     outs = record.get("outputs") or []
-    finish = "length" if any(o.get("finish_reason") == "length" for o in outs) else "stop"
+    raws = [o.get("text", "") for o in outs]
+    values, thoughts, error = {}, [], ""
+    for raw, fields in zip(raws, record["delimited"], strict=False):
+        parsed = parse_delimited(raw, fields)
+        values.update(parsed.values)
+        thoughts.append(parsed.thinking)
+        error = error or parsed.error
+    if len(raws) < len(record["delimited"]) and not error:
+        error = "missing_delimiters: a step produced no output"
+    reasoning, answer = values.get("reasoning", ""), values.get("answer", "")
+    raw = f"\n\n{SEPARATOR}\n\n".join(raws)
+    rewrite = Rewrite(reasoning, answer, THINK_CLOSED if reasoning else THINK_EMPTY, _finish(outs), raw)
+    return rewrite, f"\n\n{SEPARATOR}\n\n".join(t for t in thoughts), error
+
+
+def _parse_self(record: dict[str, Any]) -> tuple[Rewrite, str, str]:
+    """Self mode: the model's own think block is the reasoning, the answer follows its last `</think>`."""
+    outs = record.get("outputs") or []
+    raw = outs[0]["text"] if outs else ""
+    if raw.count("</think>") <= 1 and raw.count("<think>") <= 1:  # one block (or none): the dataset splitter
+        return parse_record("self", record), "", ""
+    reasoning, answer, status = split_reply(strip_end_tokens(raw))
+    think = {"closed": THINK_CLOSED if reasoning else THINK_EMPTY, "unclosed": THINK_UNCLOSED,
+             "missing": THINK_MISSING}.get(status, THINK_CLOSED)
+    error = "nested_think: think tags inside the model's thinking" if status == "nested" else ""
+    return Rewrite(reasoning, answer, think, _finish(outs), raw), "", error
+
+
+def parse_outcome(mode: str, record: dict[str, Any]) -> tuple[Rewrite, str, str]:
+    """(rewrite, the model's thinking about the task (provenance), parse error or "") of one record."""
+    if record.get("delimited") and any(record["delimited"]):
+        return _parse_contract(record)
+    if mode == "self":
+        return _parse_self(record)
+    return parse_record(mode, record), "", ""
+
+
+def parse_record(mode: str, record: dict[str, Any]) -> Rewrite:
+    """The rewrite a record of the plain contract holds: reasoning, answer, think status, how it ended, raw text."""
+    outs = record.get("outputs") or []
+    finish = _finish(outs)
     if mode == "separate":
         raw1, raw2 = ([o.get("text", "") for o in outs] + ["", ""])[:2]
         reasoning, answer = reasoning_step_text(raw1).strip(), answer_step_text(raw2).strip()
@@ -202,6 +345,7 @@ class Outcome:
     rewrite: Rewrite | None
     ok: bool
     reason: str = ""
+    thinking: str = ""  # the model's thinking about the rewriting task (provenance, never trained on)
 
 
 def filters_for_mode(filters: FilterConfig, mode: str) -> FilterConfig:
@@ -222,10 +366,13 @@ def evaluate_records(df: pd.DataFrame, records: dict[str, dict[str, Any]], mode:
         if rec.get("skipped"):
             out.append(Outcome(str(row["id"]), None, False, rec["skipped"]))
             continue
-        rw = parse_record(mode, rec)
+        rw, thinking, error = parse_outcome(mode, rec)
+        if error:
+            out.append(Outcome(str(row["id"]), rw, False, error, thinking))
+            continue
         ok, why = run_filters(rw, original_reasoning=text(row.get("reasoning")),
                               original_answer=text(row.get("answer")), cfg=filters)
-        out.append(Outcome(str(row["id"]), rw, ok, why))
+        out.append(Outcome(str(row["id"]), rw, ok, why, thinking))
     return out
 
 
@@ -271,7 +418,8 @@ def build_refined(df: pd.DataFrame, outcomes: list[Outcome], *, model_name: str,
         new = dict(row)
         new.update(id=f"{row['id']}{REFINED_SUFFIX}", parent_id=str(row["id"]), refine_model=model_name,
                    template_hash=template_hash, generation=settings, fell_back=not o.ok,
-                   fallback_reason="" if o.ok else o.reason, raw_output=o.rewrite.raw if o.rewrite else "")
+                   fallback_reason="" if o.ok else o.reason, raw_output=o.rewrite.raw if o.rewrite else "",
+                   refine_thinking=o.thinking)
         if o.ok and o.rewrite is not None:
             new.update(reasoning=o.rewrite.reasoning, answer=o.rewrite.answer, think_status=o.rewrite.think_status)
         rows.append(new)

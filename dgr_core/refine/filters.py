@@ -41,6 +41,10 @@ REASONS = {
     "too_long": "much longer than the original",
     "judge_unsafe": "the judge model calls the rewrite unsafe (the original was not)",
     "judge_no_verdict": "the judge model gave neither 'safe' nor 'unsafe'",
+    "missing_delimiters": "no <rewritten_...> block after the model's thinking (or one never closed)",
+    "doubled_delimiters": "a <rewritten_...> block written more than once",
+    "nested_delimiters": "a delimiter or think tag inside a <rewritten_...> block",
+    "nested_think": "think tags inside the model's own thinking",
 }
 
 

@@ -172,15 +172,16 @@ def run(cfg: RefineConfig, ctx) -> dict[str, Any]:
     from dgr_core.backends import get_backend
 
     backend = get_backend(cfg.backend, cfg.model, ctx.ws)
+    template = engine.resolve_template(cfg.mode, cfg.effective_template, backend.tokenizer)  # delimited if it thinks
     meter.begin()
-    _generate(cfg, ctx, backend, todo, meter)
+    _generate(cfg, ctx, backend, todo, meter, template)
     meter.stop()
     outcomes = _outcomes(cfg, ctx, df, engine.read_generations(path))
     fallbacks = engine.fallback_frame(df, outcomes)
     engine.write_fallbacks(ctx.path(engine.FALLBACKS_FILE), fallbacks)
     model_name = str(backend.identity().get("name", cfg.model.ref))
     refined = engine.build_refined(df, outcomes, model_name=model_name,
-                                   template_hash=template_hash(cfg.effective_template),
+                                   template_hash=template_hash(template),
                                    generation=cfg.generation.to_dict(), mode=cfg.mode)
     info = _save(cfg, ctx, refined, fallbacks, len(df))
     scores = _score_both(cfg, ctx, backend, refined) if cfg.score_after else {}
@@ -192,19 +193,19 @@ def run(cfg: RefineConfig, ctx) -> dict[str, Any]:
             "score_op_key": scores.get("op_key"), "scores": scores.get("mean", {}),
             "n_generated": meter.new, "seconds": round(time.perf_counter() - started, 2),
             "generation_seconds": round(meter.seconds, 2), "samples_per_s": meter.samples_per_s(),
-            "tokens_per_s": meter.event()["tokens_per_s"], "template_hash": template_hash(cfg.effective_template),
+            "tokens_per_s": meter.event()["tokens_per_s"], "template_hash": template_hash(template),
             "model": model_name}
 
 
-def _generate(cfg: RefineConfig, ctx, backend, todo: list[dict[str, Any]], meter: engine.Meter) -> None:
+def _generate(cfg: RefineConfig, ctx, backend, todo: list[dict[str, Any]], meter: engine.Meter,
+              template: str) -> None:
     """Chunk by chunk: generate, append to generations.jsonl, report; stop cleanly between chunks on cancel."""
     path, step = ctx.path(engine.GENERATIONS_FILE), cfg.effective_chunk
     for start in range(0, len(todo), step):
         if ctx.should_stop():
             raise JobCancelled(f"Cancelled after {meter.done} of {meter.total} samples; finished samples are kept "
                                f"in {engine.GENERATIONS_FILE}: resume the run to continue.")
-        records = engine.generate_chunk(backend, todo[start : start + step], cfg.mode, cfg.effective_template,
-                                        cfg.generation)
+        records = engine.generate_chunk(backend, todo[start : start + step], cfg.mode, template, cfg.generation)
         engine.append_generations(path, records)
         meter.add(records)
         ctx.progress(meter.event("generating"))

@@ -10,6 +10,13 @@ A template is plain text with `{placeholder}` fields (`{{` and `}}` are literal 
 - `self`     the model answers the prompt from scratch: the reference for "the model's own distribution".
              Needs `{prompt}` and may not show the original response.
 
+Thinking models (a chat template that opens or pre-fills a think block, found by `dgr_core.render`) get the
+*delimited* defaults (`THINKING_TEMPLATES`): the model may think about the rewriting task as it likes, then writes
+the rewrite between explicit delimiters (`REWRITE_TAGS`: `<rewritten_reasoning>...</rewritten_reasoning>`,
+`<rewritten_answer>...</rewritten_answer>`). The parser (`dgr_core.refine.engine`) takes the rewrite from the
+delimiters and keeps the thinking as provenance only. `resolve_template` picks them when the template is left at
+the plain default; `delimited_fields` says which blocks each part of a template asks for.
+
     check_template(template, "joint")                  # raises SpecError saying what to fix
     render_template(template, {"prompt": ..., ...})    # -> the user message sent through the chat template
     template_hash(template)                            # 16 hex chars, recorded on every refined row
@@ -77,6 +84,60 @@ SELF_TEMPLATE = "{prompt}"
 
 DEFAULT_TEMPLATES = {"joint": JOINT_TEMPLATE, "separate": SEPARATE_TEMPLATE, "self": SELF_TEMPLATE}
 
+# The output contract of the delimited templates: field -> (open, close) delimiter.
+REWRITE_TAGS = {"reasoning": ("<rewritten_reasoning>", "</rewritten_reasoning>"),
+                "answer": ("<rewritten_answer>", "</rewritten_answer>")}
+
+JOINT_THINKING_TEMPLATE = """\
+Below is a question and a response written by another assistant: its reasoning and its final answer.
+Rewrite both in your own words, the way you would naturally think and answer.
+
+Rules:
+- Keep the same decision: if the response refuses, your answer must refuse too; if it helps, help the same way.
+- Do not add any harmful, dangerous or operational detail that the original does not contain.
+- Think about this task first if you like. Then write the rewritten reasoning between <rewritten_reasoning> and
+  </rewritten_reasoning>, and the rewritten final answer between <rewritten_answer> and </rewritten_answer>.
+  Write each block exactly once, after your thinking, with no <think> tags inside them.
+
+Question:
+{prompt}
+
+Original reasoning:
+{reasoning}
+
+Original answer:
+{answer}"""
+
+SEPARATE_THINKING_TEMPLATE = f"""\
+Below is a question and the reasoning another assistant wrote before answering it.
+Restate that reasoning in your own words, the way you would think it through yourself.
+Keep its conclusion (if it decides to refuse, you decide to refuse) and add no harmful detail.
+Think about this task first if you like. Then write the restated reasoning (not the final answer) between
+<rewritten_reasoning> and </rewritten_reasoning>, exactly once, with no <think> tags inside.
+
+Question:
+{{prompt}}
+
+Original reasoning:
+{{reasoning}}
+{SEPARATOR}
+Below is a question, your reasoning about it, and the final answer another assistant gave.
+Write that final answer in your own words. Keep the same decision (refuse if it refuses) and add no
+harmful detail. Think about this task first if you like. Then write only the answer between
+<rewritten_answer> and </rewritten_answer>, exactly once, with no <think> tags inside.
+
+Question:
+{{prompt}}
+
+Your reasoning:
+{{{STEP1_OUTPUT}}}
+
+Original answer:
+{{answer}}"""
+
+THINKING_TEMPLATES = {"joint": JOINT_THINKING_TEMPLATE, "separate": SEPARATE_THINKING_TEMPLATE,
+                      "self": SELF_TEMPLATE}
+
 
 @dataclass(frozen=True)
 class PartRule:
@@ -95,9 +156,22 @@ RULES: dict[str, tuple[PartRule, ...]] = {
 }
 
 
-def default_template(mode: str) -> str:
+def default_template(mode: str, thinking: bool = False) -> str:
+    """The default template of a mode: the delimited one for thinking models."""
     check_mode(mode)
-    return DEFAULT_TEMPLATES[mode]
+    return (THINKING_TEMPLATES if thinking else DEFAULT_TEMPLATES)[mode]
+
+
+def resolve_template(mode: str, template: str, thinking: bool) -> str:
+    """The template a run uses: `template`, except that an empty one or the plain default becomes the mode's
+    default for this model (the delimited one when `thinking`, i.e. its chat template knows think blocks)."""
+    plain = not template.strip() or normalize(template).strip() == DEFAULT_TEMPLATES[mode].strip()
+    return default_template(mode, thinking) if plain else template
+
+
+def delimited_fields(template: str) -> list[tuple[str, ...]]:
+    """Per template part, the rewrite fields it asks for between delimiters (empty: the plain contract)."""
+    return [tuple(f for f, (open_tag, _) in REWRITE_TAGS.items() if open_tag in part) for part in split_parts(template)]
 
 
 def check_mode(mode: str) -> None:

@@ -25,6 +25,7 @@ from dgr_core.errors import DataError, JobCancelled
 from dgr_core.models.loading import ModelSpec
 from dgr_core.scoring.cache import SampleArrays, ScoreStore, canonical_json, sample_key, sha256
 from dgr_core.scoring.engine import BatchStats, TokenScores
+from dgr_core.render import RENDER_VERSION
 from dgr_core.scoring.segments import ANSWER, REASONING, Encoded, RenderConfig, render
 from dgr_core.workspace import Workspace
 
@@ -65,6 +66,7 @@ class ScoreConfig:
 def op_meta(identity: dict[str, Any], cfg: ScoreConfig) -> dict[str, Any]:
     """Everything except the sample text that determines a score."""
     settings = {k: getattr(cfg, k) for k in ("mode", "layer", "max_length", "think_open", "think_close")}
+    settings["render"] = RENDER_VERSION  # how a row becomes ids (dgr_core.render): a new version re-scores
     model = {k: v for k, v in identity.items() if k not in ("name", "n_params", "architecture")}
     return {"operation": OPERATION, "version": VERSION, "model": model, "settings": settings}
 
