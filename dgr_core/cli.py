@@ -4,6 +4,7 @@
     dgr datasets list | import PATH [--name N] | show NAME
     dgr score --model demo --dataset STAR-1        (a dataset name, or a file path to import first)
     dgr jobs list | status RUN | cancel RUN | resume RUN | follow RUN
+    dgr render --model M --dataset D --row ID --for score|train|generate|refine   what the model sees
 
 Model work runs as a job (a run folder under the workspace, visible in the app); the CLI follows it with a
 progress bar, and Ctrl-C cancels it (finished chunks are kept; `dgr jobs resume RUN` continues).
@@ -155,6 +156,50 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_render(args: argparse.Namespace) -> int:
+    """Print one row as the model sees it for a purpose: exact text, segments marked, tokens per segment."""
+    from dgr_core.data.stats import load_tokenizer
+    from dgr_core.data.store import DatasetStore
+    from dgr_core.model_view import count_think_tokens, format_views, row_views
+    from dgr_core.models.loading import ModelSpec
+    from dgr_core.render import MARKERS, RenderConfig
+
+    ws = Workspace.default()
+    df = DatasetStore(ws).load(resolve_dataset(args.dataset, ws))
+    match = df[df["id"].astype(str) == str(args.row)]
+    if match.empty:
+        raise DGRError(f"No row with id {args.row!r} in {args.dataset!r} (ids look like {df['id'].iloc[0]!r}).")
+    spec = ModelSpec(args.model, revision=args.revision, trust_remote_code=args.trust_remote_code)
+    tok = load_tokenizer(spec, args.backend, ws).tokenizer
+    think_open, think_close = MARKERS[args.markers]
+    thinking = {"auto": None, "on": True, "off": False}[args.thinking]
+    cfg = RenderConfig(args.mode, think_open, think_close, args.max_length, thinking)
+    template = Path(args.template_file).read_text(encoding="utf-8") if args.template_file else ""
+    views = row_views(match.iloc[0].to_dict(), tok, args.purpose, cfg, mode=args.refine_mode, template=template)
+    print(format_views(views))
+    for view in views:
+        n_open = count_think_tokens(view, tok, think_open.strip())
+        if n_open >= 0:
+            print(f"{think_open.strip()} tokens in the ids ({view.title.split(':')[0]}): {n_open}")
+    return 0
+
+
+def add_render_parser(sub) -> None:
+    p = sub.add_parser("render", help="print one row exactly as the model sees it (segments marked, tokens counted)")
+    p.add_argument("--dataset", required=True, help="a dataset name or a file to import")
+    p.add_argument("--row", required=True, help="the row's id")
+    p.add_argument("--for", dest="purpose", default="score", choices=["score", "train", "generate", "refine"])
+    add_model_args(p)
+    p.add_argument("--mode", default="chat", choices=["chat", "raw"], help="chat template or raw text")
+    p.add_argument("--markers", default="r1", choices=["r1", "s1"], help="<think> tags or s1's <|im_start|>think")
+    p.add_argument("--thinking", default="auto", choices=["auto", "on", "off"],
+                   help="enable_thinking for templates that read it (Qwen3); auto = the template's default")
+    p.add_argument("--max-length", type=int, default=4096)
+    p.add_argument("--refine-mode", default="joint", choices=["joint", "separate", "self"])
+    p.add_argument("--template-file", default=None, help="refine template (default: the mode's, for this model)")
+    p.set_defaults(fn=cmd_render)
+
+
 def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="demo", help="'demo' (embedded SmolLM2-135M-Instruct), a folder or a HF id")
     p.add_argument("--revision", default=None)
@@ -186,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["list", "status", "cancel", "resume", "follow"])
     p.add_argument("run", nargs="?")
     p.set_defaults(fn=cmd_jobs)
+    add_render_parser(sub)
     for module in COMMAND_MODULES:
         try:
             importlib.import_module(module).register(sub)

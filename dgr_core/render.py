@@ -229,7 +229,7 @@ def encode_pieces(head: str, pieces: list[tuple[int, str]], tokenizer: Any, max_
     all_ids = np.asarray(head_ids + ids, dtype=np.int64)
     segments = np.concatenate([np.full(len(head_ids), PROMPT, dtype=np.int8), segs])
     spans = [(PROMPT, 0, len(head))] if head else []
-    ends = [b for b, _ in bounds[1:]] + [len(reply)]
+    ends = [b for b, _ in bounds[1:]] + [len(reply)] if bounds else []
     spans += [(s, len(head) + b, len(head) + e) for (b, s), e in zip(bounds, ends, strict=True)]
     truncated = len(all_ids) > max_length
     return Encoded(key, all_ids[:max_length], segments[:max_length], head + reply, truncated, spans, straddles)

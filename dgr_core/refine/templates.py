@@ -97,7 +97,7 @@ Rules:
 - Do not add any harmful, dangerous or operational detail that the original does not contain.
 - Think about this task first if you like. Then write the rewritten reasoning between <rewritten_reasoning> and
   </rewritten_reasoning>, and the rewritten final answer between <rewritten_answer> and </rewritten_answer>.
-  Write each block exactly once, after your thinking, with no <think> tags inside them.
+  Write each block exactly once, after your thinking, with no think tags inside them.
 
 Question:
 {prompt}
@@ -113,7 +113,7 @@ Below is a question and the reasoning another assistant wrote before answering i
 Restate that reasoning in your own words, the way you would think it through yourself.
 Keep its conclusion (if it decides to refuse, you decide to refuse) and add no harmful detail.
 Think about this task first if you like. Then write the restated reasoning (not the final answer) between
-<rewritten_reasoning> and </rewritten_reasoning>, exactly once, with no <think> tags inside.
+<rewritten_reasoning> and </rewritten_reasoning>, exactly once, with no think tags inside.
 
 Question:
 {{prompt}}
@@ -124,7 +124,7 @@ Original reasoning:
 Below is a question, your reasoning about it, and the final answer another assistant gave.
 Write that final answer in your own words. Keep the same decision (refuse if it refuses) and add no
 harmful detail. Think about this task first if you like. Then write only the answer between
-<rewritten_answer> and </rewritten_answer>, exactly once, with no <think> tags inside.
+<rewritten_answer> and </rewritten_answer>, exactly once, with no think tags inside.
 
 Question:
 {{prompt}}
