@@ -19,6 +19,7 @@ from dgr_ui import audit_view as AV
 from dgr_ui import tokens as ui
 from dgr_ui.common import current_backend, current_model, show_error, workspace
 from dgr_ui.jobs import job_panel, launch, tracked
+from dgr_ui.render_view import what_the_model_sees
 
 POS = "compare_pos"  # position in the ordered list of pairs (the sample picker's value)
 PAIR_SIG = "compare_sig"  # which datasets / order the position refers to
@@ -118,6 +119,7 @@ def show_pair(pair: pd.Series, rows: tuple[dict, dict], names: tuple[str, str], 
             ui.show_tokens(view)
             views.append(view)
     ui.show_legend()
+    what_the_model_sees(list(zip(names, rows, strict=True)), "compare_sees", handle.tokenizer, cfg.render_config())
     figures = C.sample_figures(pair)
     st.subheader("Per-sample figures")
     c1, c2 = st.columns([2, 3])

@@ -33,6 +33,7 @@ from dgr_ui.charts import label_bar, length_histogram
 from dgr_ui.common import current_backend, current_model, show_error, workspace
 from dgr_ui.demo_panel import demo_panel
 from dgr_ui.jobs import job_panel, launch, tracked
+from dgr_ui.render_view import what_the_model_sees
 
 SELECTED = "ds_selected"
 FLASH = "ds_flash"
@@ -264,6 +265,7 @@ def browse_section(table: pd.DataFrame, fp: str, has_lengths: bool) -> pd.DataFr
     picked = st.selectbox(f"Sample ({min(len(view), MAX_PICK)} of the matches, in this order)", ids,
                           format_func=lambda i: f"{i} · {previews.get(i, '')}", key=f"ds_sample_{fp}")
     sample_view(view.iloc[ids.index(picked)])
+    what_the_model_sees([("sample", view.iloc[ids.index(picked)].to_dict())], key="ds_sees")
     return view
 
 
