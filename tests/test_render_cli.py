@@ -65,7 +65,7 @@ def test_chatml_and_s1_markers(capsys, tiny_model_dir, dataset):
     out = _render(capsys, tiny_model_dir, dataset, "score")
     assert "knows no think blocks" in out and "⟦think_open · " in out
     out = _render(capsys, tiny_model_dir, dataset, "score", "--markers", "s1")
-    assert f"<|im_start|>think\n⟦/think_open⟧⟦reasoning · " in out
+    assert "<|im_start|>think\n⟦/think_open⟧⟦reasoning · " in out
 
 
 def test_unknown_row_is_a_clear_error(capsys, tiny_r1_dir, dataset):

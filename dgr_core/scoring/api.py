@@ -23,9 +23,9 @@ import pandas as pd
 
 from dgr_core.errors import DataError, JobCancelled
 from dgr_core.models.loading import ModelSpec
+from dgr_core.render import RENDER_VERSION
 from dgr_core.scoring.cache import SampleArrays, ScoreStore, canonical_json, sample_key, sha256
 from dgr_core.scoring.engine import BatchStats, TokenScores
-from dgr_core.render import RENDER_VERSION
 from dgr_core.scoring.segments import ANSWER, REASONING, Encoded, RenderConfig, render
 from dgr_core.workspace import Workspace
 
