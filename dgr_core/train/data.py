@@ -10,10 +10,12 @@ Subset strategies (`SubsetConfig.strategy`):
 Rows of a second dataset (`mix_dataset`, `mix_n`) can be mixed in, e.g. benign or math rows against
 over-refusal; their ids are recorded as `<dataset>:<id>`.
 
-Encoding: the row is rendered exactly as the scorer renders it (`dgr_core.scoring.segments.render`: the model's
-chat template with the prompt as the user turn, then `<think>\\n{reasoning}\\n</think>\\n\\n{answer}` — or the
-answer alone when there is no reasoning — then the end-of-turn token). Labels are the input ids on the assistant
-turn (segment > PROMPT) and -100 elsewhere, so the loss covers exactly the assistant's reply and its end token.
+Encoding: the row is rendered by the one renderer the scorer uses (`dgr_core.render.render`: the chat template's
+generation prompt for the prompt as the user turn, then `<think>\\n{reasoning}\\n</think>\\n\\n{answer}` minus the
+part of the think-open the generation prompt already wrote (R1-Distill), or the answer alone / the template's own
+pre-fill when there is no reasoning, then the end-of-turn token), so the ids trained on are the ids scored. Labels
+are the input ids on the assistant turn (segment > PROMPT) and -100 elsewhere, so the loss covers exactly the
+assistant's reply and its end token.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from dgr_core.errors import DataError
-from dgr_core.scoring.segments import PROMPT, RenderConfig, render
+from dgr_core.render import PROMPT, RenderConfig, render
 from dgr_core.train.config import SubsetConfig
 from dgr_core.workspace import Workspace
 
