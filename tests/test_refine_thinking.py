@@ -179,3 +179,15 @@ def test_tiny_r1_model_end_to_end(ws, tiny_r1_dir):
     assert all(rec["outputs"][0]["text"].startswith("<think>\n") for rec in records.values())
     out = DatasetStore(ws).load("out")
     assert out["fell_back"].all() and all(reason_code(r) in REASONS for r in out["fallback_reason"])
+
+
+def test_plain_template_on_a_thinking_model_fails_nested_think_instead_of_passing(r1_tok):
+    """The bug as filed: R1 thinks about the task, then writes its rewrite in a second think block; the plain
+    contract split at the first </think> and stored the meta-thinking, with a think block inside the answer."""
+    def script(conversation):
+        return f"{META}\n</think>\n\n<think>\n{REASONING}\n</think>\n\n{ANSWER}"
+
+    refined, _ = refine(scripted(r1_tok, script), "joint", JOINT_TEMPLATE, rows()[:1])
+    row = refined.iloc[0]
+    assert row["fell_back"] and reason_code(row["fallback_reason"]) == "nested_think"
+    assert row["reasoning"] == "Harm. Refuse."  # the original, not the meta-thinking

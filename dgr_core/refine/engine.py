@@ -320,7 +320,10 @@ def parse_outcome(mode: str, record: dict[str, Any]) -> tuple[Rewrite, str, str]
         return _parse_contract(record)
     if mode == "self":
         return _parse_self(record)
-    return parse_record(mode, record), "", ""
+    rewrite = parse_record(mode, record)
+    if "<think>" in rewrite.answer or "</think>" in rewrite.answer:  # a think block inside the answer
+        return rewrite, "", "nested_think: the answer holds another think block (use the delimited template)"
+    return rewrite, "", ""
 
 
 def parse_record(mode: str, record: dict[str, Any]) -> Rewrite:
