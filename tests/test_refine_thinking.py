@@ -191,3 +191,14 @@ def test_plain_template_on_a_thinking_model_fails_nested_think_instead_of_passin
     row = refined.iloc[0]
     assert row["fell_back"] and reason_code(row["fallback_reason"]) == "nested_think"
     assert row["reasoning"] == "Harm. Refuse."  # the original, not the meta-thinking
+
+
+def test_preview_shows_the_delimited_template_to_a_thinking_model(r1_tok):
+    from dgr_core.refine.templates import default_template, preview
+
+    row = rows()[0]
+    (part,) = preview(default_template("joint"), "joint", row, r1_tok)
+    assert "<rewritten_reasoning>" in part.text and part.text.endswith("<｜Assistant｜><think>\n")
+    assert part.title.endswith("delimited output (thinking model)")
+    (plain,) = preview(default_template("joint"), "joint", row)
+    assert "<rewritten_reasoning>" not in plain.text and plain.title == "rewrite"

@@ -275,15 +275,20 @@ STEP1_PLACEHOLDER = "[the model's rewritten reasoning from the reasoning step]"
 def preview(template: str, mode: str, row: Mapping[str, Any], tokenizer: Any = None) -> list[PreviewPart]:
     """What the model is sent for one row, per step; rendered through `tokenizer`'s chat template when given.
 
-    Raises SpecError for a template that fails the check, so a page can show the message instead."""
+    A thinking model (its chat template opens or pre-fills think blocks) left at the plain default template is
+    shown the delimited one, as a run would send it. Raises SpecError for a template that fails the check, so a
+    page can show the message instead."""
+    from dgr_core.render import generation_prompt, template_facts
+
     check_template(template, mode)
-    parts = split_parts(template)
+    chat = tokenizer is not None and bool(getattr(tokenizer, "chat_template", None))
+    thinking = chat and template_facts(tokenizer).thinks
+    sent = resolve_template(mode, template, thinking)
     out = []
-    for part, rule in zip(parts, RULES[mode], strict=True):
+    for part, rule in zip(split_parts(sent), RULES[mode], strict=True):
         fields = {**row, STEP1_OUTPUT: STEP1_PLACEHOLDER}
         messages = [{"role": "user", "content": render_template(part, fields)}]
-        text = messages[0]["content"]
-        if tokenizer is not None and getattr(tokenizer, "chat_template", None):
-            text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        out.append(PreviewPart(rule.title, messages, text))
+        text = generation_prompt(tokenizer, messages) if chat else messages[0]["content"]
+        title = rule.title + (" · delimited output (thinking model)" if sent != template else "")
+        out.append(PreviewPart(title, messages, text))
     return out
