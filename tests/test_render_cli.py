@@ -78,3 +78,8 @@ def test_format_views_lists_counts_and_notes(tiny_r1_dir):
 
     text = format_views(row_views(ROW, AutoTokenizer.from_pretrained(tiny_r1_dir), "score"))
     assert "already opens the think block" in text and "drops the reasoning" in text
+
+
+def test_thinking_off_with_reasoning_is_an_error_not_a_drop(capsys, tiny_qwen3_dir, dataset):
+    rc = main(["render", "--model", str(tiny_qwen3_dir), "--dataset", dataset, "--row", "r1", "--thinking", "off"])
+    assert rc == 2 and "second think block" in capsys.readouterr().err
