@@ -57,6 +57,7 @@ from dgr_core.refine.templates import (
     render_template,
     split_parts,
 )
+from dgr_core.refine.templates import resolve_template as _resolve_template
 from dgr_core.render import full_reply, opened_think, split_reply, template_facts
 from dgr_core.workspace import Workspace
 
@@ -140,9 +141,7 @@ def model_thinks(tokenizer: Any) -> bool:
 
 def resolve_template(mode: str, template: str, tokenizer: Any) -> str:
     """The template a run sends to this model (the delimited default for thinking models; see templates)."""
-    from dgr_core.refine.templates import resolve_template as resolve
-
-    return resolve(mode, template, model_thinks(tokenizer))
+    return _resolve_template(mode, template, model_thinks(tokenizer))
 
 
 def reasoning_step_text(raw: str) -> str:
