@@ -8,6 +8,7 @@ from dgr_core.evaluate.extract import (
     Outcome,
     answers_match,
     extract_answer,
+    grade_response,
     is_correct,
     normalize_answer,
     parse_number,
@@ -65,10 +66,11 @@ def test_numbers_inside_think_do_not_count() -> None:
     "response",
     ["<think>Let me compute 3 + 4 = 7 and then", "<think>a</think> Answer soon <think> 5 + 5 = 10"],
 )
-def test_unclosed_think_is_truncated(response: str) -> None:
+def test_unclosed_think_is_truncated_when_cut_and_malformed_when_stopped(response: str) -> None:
     got = extract_answer(response)
     assert got.truncated and got.value is None
-    assert is_correct(response, "7") == Outcome.TRUNCATED
+    assert is_correct(response, "7", finished=False) == Outcome.TRUNCATED
+    assert is_correct(response, "7") == Outcome.MALFORMED  # ended on end-of-turn inside the think block
 
 
 def test_split_and_strip_think() -> None:
@@ -146,3 +148,11 @@ def test_is_correct_outcomes() -> None:
     assert is_correct("Thus #### 7", "7", finished=False) == Outcome.CORRECT  # explicit answer reached
     assert is_correct("no digits", "7", finished=False) == Outcome.TRUNCATED
     assert Outcome.CORRECT == "correct"  # plain strings in tables and JSON
+
+
+def test_grade_response_reports_what_math_verify_extracted() -> None:
+    outcome, grade = grade_response(r"<think>6/8 = 3/4</think> so $\boxed{\frac{1}{\sqrt3}}$", r"\frac{\sqrt{3}}{3}")
+    assert outcome == Outcome.CORRECT and grade is not None
+    assert grade.pred[-1] == r"\frac{1}{\sqrt{3}}" and grade.gold[-1] == r"\frac{\sqrt{3}}{3}"
+    assert "wrap-gold" in grade.rules
+    assert grade_response("<think>never closed", "7") == (Outcome.MALFORMED, None)

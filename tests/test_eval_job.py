@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 
 import pytest
 
-from dgr_core.backends.base import GenerationConfig
+from dgr_core.backends.base import Generation, GenerationConfig
 from dgr_core.backends.fake import _HARMFUL, FakeBackend
 from dgr_core.errors import DGRError, JobCancelled, SpecError
 from dgr_core.evaluate.benchmarks import load_strongreject
@@ -19,6 +20,7 @@ from dgr_core.evaluate.runner import (
     BenchmarkSource,
     EvalConfig,
     build_conversation,
+    check_config,
     load_items,
     read_outputs,
     run_evaluation,
@@ -127,9 +129,10 @@ def test_fake_backend_end_to_end(ws, tmp_path) -> None:
     assert events[-1]["done"] == events[-1]["total"] == 52 and events[-1]["samples_per_s"] > 0
 
 
-def test_truncated_responses_are_counted_apart_not_wrong(ws, tmp_path) -> None:
+def test_truncated_responses_are_wrong_and_reported_with_a_truncation_rate(ws, tmp_path) -> None:
     """Odd first operand: the script rambles without an answer; even: it answers first, then rambles. With a
-    small token limit every response is cut, but only the unanswered ones are truncated."""
+    small token limit every response is cut; the unanswered ones are truncated AND wrong: accuracy counts every
+    item (a model that truncates half its answers cannot score 1.0)."""
 
     def script(conv):
         a, b = (int(x) for x in re.findall(r"\d+", conv[-1]["content"])[:2])
@@ -143,14 +146,73 @@ def test_truncated_responses_are_counted_apart_not_wrong(ws, tmp_path) -> None:
     m = result["metrics"]["arithmetic"]
     assert all(r["finish_reason"] == "length" for r in records) and m["n_length"] == 12
     assert 0 < odd < 12
-    assert m["n_truncated"] == odd and m["n"] == 12 - odd and m["n_total"] == 12
-    assert m["value"] == 1.0  # the truncated ones are not counted as wrong
+    assert m["n_truncated"] == odd and m["n"] == m["n_total"] == 12
+    assert m["value"] == pytest.approx((12 - odd) / 12)  # the truncated ones count as wrong
+    assert m["truncation_rate"] == 1.0  # every response hit the token limit
+    assert m["ci"][0] < m["value"] < m["ci"][1]
 
 
-def test_all_truncated_gives_no_accuracy(ws, tmp_path) -> None:
+def test_two_right_eight_truncated_scores_point_two_not_one(ws, tmp_path) -> None:
+    """The issue's example: 2 correct and 8 truncated answers score 0.2 (n=10), below a base model at 0.6."""
+    calls = iter(range(100))
+
+    def script(conv):
+        if next(calls) < 2:
+            return f"<think>easy</think>The answer is {_sum(conv)}."
+        return "<think>" + "Hmm, wait. " * 50
+
+    result = run_evaluation(_cfg(limit=10, max_new_tokens=30), ws, tmp_path, backend=FakeBackend(script=script))
+    m = result["metrics"]["arithmetic"]
+    assert (m["value"], m["n"], m["n_truncated"], m["truncation_rate"]) == (0.2, 10, 8, 0.8)
+
+
+def test_unclosed_think_that_stopped_is_malformed_and_wrong(ws, tmp_path) -> None:
+    """An unclosed think block that ended on end-of-turn is malformed (wrong), not truncated."""
+    script = lambda conv: "<think>\nThe answer is clearly 5, I am done."  # noqa: E731 - stops, never closes
+    result = run_evaluation(_cfg(limit=4), ws, tmp_path, backend=FakeBackend(script=script))
+    m = result["metrics"]["arithmetic"]
+    assert (m["value"], m["n"], m["n_malformed"], m["n_truncated"], m["truncation_rate"]) == (0.0, 4, 4, 0, 0.0)
+    assert {r["outcome"] for r in read_outputs(tmp_path / OUTPUTS_FILE)} == {"malformed"}
+
+
+def test_all_truncated_gives_zero_accuracy(ws, tmp_path) -> None:
     result = run_evaluation(_cfg(limit=4, max_new_tokens=3), ws, tmp_path)
     m = result["metrics"]["arithmetic"]
-    assert (m["value"], m["ci"], m["n"], m["n_truncated"]) == (None, None, 0, 4)
+    assert (m["value"], m["n"], m["n_truncated"], m["truncation_rate"]) == (0.0, 4, 4, 1.0)
+    assert m["ci"][0] == 0.0 and m["ci"][1] > 0
+
+
+def test_k_samples_give_mean_accuracy_pass_at_k_and_a_cluster_interval(ws, tmp_path) -> None:
+    """k=4 samples per item: each sample has its own seed; mean accuracy over all samples, pass@k over items,
+    an interval over items (n_items), and the decoding and signature recorded."""
+    seeds = []
+
+    class Seeded(FakeBackend):
+        def generate(self, conversations, cfg, on_done=None):
+            seeds.append(cfg.seed)
+            right = cfg.seed % 2 == 0  # samples 0 and 2 right, 1 and 3 wrong
+            return [Generation(f"<think>x</think>The answer is {_sum(c) if right else -1}.", "stop", 5)
+                    for c in conversations]
+
+    cfg = replace(_cfg(limit=6, batch_size=8), generation=GenerationConfig(temperature=0.6, top_p=0.95, seed=10),
+                  samples=4)
+    result = run_evaluation(cfg, ws, tmp_path, backend=Seeded())
+    m = result["metrics"]["arithmetic"]
+    assert sorted(set(seeds)) == [10, 11, 12, 13]
+    assert (m["value"], m["pass_at_k"], m["k"], m["n"], m["n_items"], m["samples"]) == (0.5, 1.0, 4, 24, 6, 4)
+    assert result["decoding"]["preset"] == "reasoning" and result["decoding"]["samples"] == 4
+    sig = m["signature"]
+    assert sig["decoding"]["samples"] == 4 and sig["seeds"] == [10, 11, 12, 13] and sig["n_items"] == 6
+
+
+def test_samples_above_one_need_sampling() -> None:
+    with pytest.raises(DGRError, match="temperature"):
+        check_config(replace(_cfg(), samples=3))
+
+
+def _sum(conv) -> int:
+    a, b = (int(x) for x in re.findall(r"\d+", conv[-1]["content"])[:2])
+    return a + b
 
 
 def test_resume_after_cancel_skips_finished_ids(ws, tmp_path) -> None:
@@ -213,8 +275,9 @@ def test_tiny_model_bookkeeping(ws, tmp_path, tiny_model_dir) -> None:
         mine = [r for r in records if r["benchmark"] == name]
         assert m["n_total"] == 3 and m["n_length"] == sum(r["finish_reason"] == "length" for r in mine)
         if m["kind"] == "reasoning":
-            assert m["n"] + m["n_truncated"] == 3
+            assert m["n"] == 3  # every item counts, truncated or not
             assert m["n_truncated"] == sum(r["outcome"] == "truncated" for r in mine)
+        assert all(isinstance(r["reasoning_tokens"], int) for r in mine)  # the real tokenizer counted them
         assert m["value"] is None or 0 <= m["value"] <= 1
     assert result["model_identity"]["tokenizer_hash"]
 

@@ -9,11 +9,13 @@ How a response is graded:
 2. `extract_answer` looks at the answer part only, in this order: the last `\\boxed{...}` / `\\fbox{...}` (balanced
    braces, nesting allowed), then the last `#### N` (GSM8K style), then the last "the answer is X" / "Answer: X",
    then the last number in the text.
-3. `normalize_answer` removes LaTeX and formatting noise (`$`, `\\text{}`, `\\left`, `^\\circ`, thousands commas,
-   a leading `x =`, ...), and `answers_match` compares two answers as strings after normalisation, or as numbers
-   when both parse as numbers (`3/4`, `\\frac{3}{4}`, `0.75`): integers exactly, others within a relative 1e-6.
-4. `is_correct` returns an `Outcome`: correct, wrong, truncated (cut before its answer: counted apart, never as
-   wrong, because a length limit is not a reasoning error), or no_answer.
+3. `grade_response` / `is_correct` grade the answer part with Math-Verify (`dgr_core.evaluate.mathgrade`) and
+   return an `Outcome`: correct, wrong, truncated (cut at the token limit before its answer), malformed (an
+   unclosed think block although the model stopped) or no_answer. Only CORRECT counts as correct: truncated and
+   malformed answers are wrong, and are also counted apart.
+
+`normalize_answer` / `answers_match` are the earlier hand-written string matcher ("answer-match-v1"), kept only as
+the baseline that `benchmarks/bench_grading.py` measures against Math-Verify; nothing grades with them.
 
 Usage:
     >>> is_correct("<think>2+2 is 4</think> The answer is $\\\\boxed{4}$.", "4")
@@ -32,6 +34,7 @@ from typing import Literal
 from dgr_core.data.schema import THINK_UNCLOSED
 from dgr_core.data.think import THINK_CLOSE, THINK_OPEN
 from dgr_core.data.think import split_think as _split_response
+from dgr_core.evaluate.mathgrade import MathGrade, grade_math
 
 # ---------------------------------------------------------------------------------------------------------------
 # Reasoning / answer split
@@ -233,24 +236,37 @@ def answers_match(predicted: str | None, reference: str | None, *, rel_tol: floa
 
 
 class Outcome(StrEnum):
-    """How one response scored. TRUNCATED is reported apart from WRONG."""
+    """How one response scored. Every outcome but CORRECT counts as wrong in accuracy; TRUNCATED and MALFORMED
+    are also counted apart so a reader sees runaway reasoning and broken formats."""
 
     CORRECT = "correct"
     WRONG = "wrong"
-    TRUNCATED = "truncated"
-    NO_ANSWER = "no_answer"
+    TRUNCATED = "truncated"  # cut at max_new_tokens before an explicit final answer
+    MALFORMED = "malformed"  # stopped on end-of-turn inside an unclosed think block: the answer never came
+    NO_ANSWER = "no_answer"  # finished, but no answer could be read
 
 
-def is_correct(response: str, reference: str, *, finished: bool = True) -> Outcome:
-    """Grade one response against its reference answer.
+def grade_response(response: str, reference: str, *, finished: bool = True,
+                   benchmark: str = "") -> tuple[Outcome, MathGrade | None]:
+    """Grade one response: the outcome, and Math-Verify's verdict with what it extracted (None when the answer
+    part was never reached).
 
     `finished=False` means generation stopped at the token limit. Then only an explicit final answer (boxed, ####,
-    "the answer is") is trusted: the last number of a cut-off text is a step of the reasoning, not its answer.
-    """
+    "the answer is") after a closed think block is graded: the last number of a cut-off text is a step of the
+    reasoning, not its answer. An unclosed think block is TRUNCATED when cut at the limit and MALFORMED when the
+    model stopped by itself. The answer part (after the last `</think>`) is what Math-Verify reads."""
     found = extract_answer(response)
     explicit = found.method in ("boxed", "####", "answer_is")
-    if found.truncated or (not finished and not explicit):
-        return Outcome.TRUNCATED
-    if found.value is None:
-        return Outcome.NO_ANSWER
-    return Outcome.CORRECT if answers_match(found.value, reference) else Outcome.WRONG
+    if found.truncated:
+        return (Outcome.MALFORMED if finished else Outcome.TRUNCATED), None
+    if not finished and not explicit:
+        return Outcome.TRUNCATED, None
+    grade = grade_math(strip_think(response), reference, benchmark)
+    if grade.correct:
+        return Outcome.CORRECT, grade
+    return (Outcome.NO_ANSWER if grade.error == "no answer parsed" else Outcome.WRONG), grade
+
+
+def is_correct(response: str, reference: str, *, finished: bool = True, benchmark: str = "") -> Outcome:
+    """The outcome of `grade_response` (Math-Verify with the dataset rules of `dgr_core.evaluate.mathgrade`)."""
+    return grade_response(response, reference, finished=finished, benchmark=benchmark)[0]

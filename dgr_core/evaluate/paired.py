@@ -12,12 +12,16 @@ comparing two accuracies with their separate intervals.
 - `accuracy_with_ci(x)`: a single run's accuracy with a Wilson score interval (good at small n and near 0 or 1,
   where the normal interval leaves [0, 1]).
 
-Truncated items are the caller's choice: drop them from both runs, or count them as wrong, before calling.
+- `cluster_bootstrap_ci(groups)`: the accuracy of items answered k times (k samples or several seeds), with an
+  interval that resamples items, not samples; `pass_at_k(n, c, k)`: the unbiased pass@k estimator.
+
+Every item counts: a truncated or malformed answer is a wrong answer (score 0), never dropped, in both runs.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -150,3 +154,30 @@ def accuracy_with_ci(x: ArrayLike, seed: int | None = None, *, confidence: float
     lo = 0.0 if p == 0.0 else max(0.0, center - half)
     hi = 1.0 if p == 1.0 else min(1.0, center + half)
     return p, lo, hi
+
+
+def cluster_bootstrap_ci(groups: Sequence[ArrayLike], *, n_boot: int = 2000, seed: int = 0,
+                         confidence: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high) of the per-sample scores of items that were each answered several times (k samples or
+    several seeds): items are resampled with replacement, each bringing all its samples, so the interval counts
+    the items, not the samples (k samples of one item are not k independent observations). The mean is the mean
+    over items of the per-item mean (equal to the sample mean when every item has k samples)."""
+    if not groups:
+        raise DGRError("cluster bootstrap of no items")
+    if not 0 < confidence < 1:
+        raise DGRError(f"confidence must lie in (0, 1); got {confidence}")
+    means = np.array([_as_scores(g, "item scores").mean() for g in groups])
+    boots = _bootstrap_means(means, n_boot, np.random.default_rng(seed))
+    alpha = 1 - confidence
+    lo, hi = np.quantile(boots, [alpha / 2, 1 - alpha / 2])
+    return float(means.mean()), float(lo), float(hi)
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """The unbiased pass@k estimator of Chen et al. (2021): the chance that at least one of k samples drawn from
+    the n generated ones (c of them correct) is correct."""
+    if not 0 < k <= n or not 0 <= c <= n:
+        raise DGRError(f"pass@k needs 0 < k <= n and 0 <= c <= n; got n={n}, c={c}, k={k}")
+    if n - c < k:
+        return 1.0
+    return 1.0 - float(np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))

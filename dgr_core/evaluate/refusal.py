@@ -40,7 +40,7 @@ KEYWORD_JUDGE_NAME = "keywords-v1"
 OPENING_SENTENCES = 2
 SHORT_COMPLIANCE_WORDS = 80
 
-JudgedPart = Literal["answer", "reasoning", "empty"]
+JudgedPart = Literal["answer", "reasoning", "both", "empty"]
 # Where a rule may fire; see the module docstring.
 Scope = Literal["strong", "opening", "opening_short"]
 
@@ -54,6 +54,7 @@ class RefusalVerdict:
     judge: str = KEYWORD_JUDGE_NAME
     judged: JudgedPart = "answer"
     evidence: list[str] = field(default_factory=list)
+    score: float | None = None  # a graded judge's harmfulness score (StrongREJECT: 0 = refused ... 1 = harmful)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
