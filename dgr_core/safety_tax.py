@@ -14,8 +14,14 @@ How the join works (`collect`):
   sample ids, N, seed) and whether that data is refined (the dataset's `DatasetInfo.parent` is set or its origin
   starts with "refine:"; the *source* dataset is then the parent, so refined and vanilla runs line up);
 - the trained model's metrics come from the `evaluate` runs whose config `model.ref` is "run:<train run id>", the
-  base model's from those whose `model.ref` equals the base model's ref. Per (model, benchmark) the latest finished
-  run wins, so re-evaluating a model replaces its old numbers without deleting anything;
+  base model's from those whose `model.ref` equals the base model's ref;
+- like for like: per benchmark ONE evaluation setting is used, identified by its eval signature (benchmark, item
+  set, decoding, judge, budget, seeds and prompt: `dgr_core.evaluate.signature`). It is the `settings` given, or
+  the signature that covers the most training runs (then the most models, the most items, the newest). Per
+  (model, benchmark) the latest finished run *with that signature* wins; an evaluation with other settings is left
+  out, and `SafetyTaxData.excluded` says which and why (e.g. "items: 10 vs 100; decoding: greedy vs reasoning"),
+  so a 10-item greedy evaluation never sits beside a 100-item sampled one. `SafetyTaxData.settings` names the
+  signature used per benchmark; every cell carries its n, and `results_cells` prints value, interval and n;
 - the shift of a run's training data is read from the score cache of its dataset *under the base model* (the model
   being fine-tuned is the one whose distribution matters): the mean per-token NLL of the training samples, by
   segment, and, when a reference dataset is chosen (e.g. the model's self-generated answers, scored under the
@@ -72,6 +78,15 @@ class BenchResult:
     run_id: str  # the evaluate run it came from
     ci: tuple[float, float] | None = None
     n: int = 0
+    signature: dict[str, Any] = field(default_factory=dict)  # see dgr_core.evaluate.signature
+    truncation_rate: float | None = None
+    mean_reasoning_tokens: float | None = None
+    created_at: str = ""
+    run_dir: str = ""  # where its outputs.jsonl is (pooled intervals over seeds read it)
+
+    @property
+    def key(self) -> str:
+        return str(self.signature.get("key", ""))
 
 
 Metrics = dict[str, BenchResult]
@@ -100,6 +115,7 @@ class RunRecord:
     shift: dict[str, float] = field(default_factory=dict)  # SHIFT_STATS key -> value
     shift_store: str = ""  # the score-cache op key the shift was read from
     notes: list[str] = field(default_factory=list)
+    fallback_rate: float | None = None  # refined runs: share of its training samples whose rewrite fell back
 
     @property
     def variant(self) -> str:
@@ -117,6 +133,8 @@ class SafetyTaxData:
     reference: dict[str, str] = field(default_factory=dict)  # base model ref -> reference dataset
     backend: str = "hf"
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (run id, why) train runs that could not be read
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)  # benchmark -> the eval signature joined
+    excluded: list[dict[str, str]] = field(default_factory=list)  # evaluations left out: model, benchmark, run, why
 
     @property
     def empty(self) -> bool:
@@ -143,6 +161,10 @@ class SafetyTaxData:
         for b in benches:
             out += [f"reasoning:{b}", f"reasoning_drop:{b}"]
         return out
+
+    def excluded_message(self) -> str:
+        """One line per evaluation left out of the like-for-like join (empty when none was)."""
+        return "\n".join(f"- `{e['run']}` ({e['model']}, {e['benchmark']}): {e['why']}" for e in self.excluded)
 
     def unscored_message(self) -> str:
         if not self.unscored:
@@ -197,23 +219,87 @@ def _model_ref(run: RunInfo) -> str:
 
 
 def _bench_results(run: RunInfo) -> Metrics:
+    from dgr_core.evaluate.signature import signature_of
+
+    result = _result(run) or {}
     out: Metrics = {}
-    for bench, m in ((_result(run) or {}).get("metrics") or {}).items():
+    for bench, m in (result.get("metrics") or {}).items():
         if not isinstance(m, dict) or m.get("value") is None:
             continue  # a benchmark with nothing graded has no headline number
         ci = m.get("ci")
-        out[str(bench)] = BenchResult(float(m["value"]), str(m.get("kind", "")), str(m.get("metric", "")), run.id,
-                                      tuple(ci) if isinstance(ci, list | tuple) and len(ci) == 2 else None,
-                                      int(m.get("n") or 0))
+        out[str(bench)] = BenchResult(
+            float(m["value"]), str(m.get("kind", "")), str(m.get("metric", "")), run.id,
+            tuple(ci) if isinstance(ci, list | tuple) and len(ci) == 2 else None, int(m.get("n") or 0),
+            signature_of(result, str(bench)), _float_or_none(m.get("truncation_rate")),
+            _float_or_none(m.get("mean_reasoning_tokens")), str(run.spec.get("created_at", "")), str(run.run_dir))
     return out
 
 
-def evaluations(ws: Workspace) -> dict[str, Metrics]:
-    """model ref -> benchmark -> metric, the latest finished evaluate run per (model, benchmark) winning."""
-    out: dict[str, Metrics] = {}
+def _float_or_none(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+AllEvaluations = dict[str, dict[str, list[BenchResult]]]  # model ref -> benchmark -> every result, oldest first
+
+
+def all_evaluations(ws: Workspace) -> AllEvaluations:
+    """Every finished evaluation result per model ref and benchmark, oldest first (nothing chosen yet)."""
+    out: AllEvaluations = {}
     for run in _done(ws, "evaluate"):
-        out.setdefault(_model_ref(run), {}).update(_bench_results(run))
+        for bench, r in _bench_results(run).items():
+            out.setdefault(_model_ref(run), {}).setdefault(bench, []).append(r)
     return out
+
+
+def choose_settings(evals: AllEvaluations, trained_refs: Sequence[str], base_refs: Sequence[str],
+                    given: Mapping[str, str] | None = None) -> dict[str, dict[str, Any]]:
+    """benchmark -> the signature to join on: `given[benchmark]` (a signature key) when it exists, else the one
+    that covers the most training runs, then the most models, the most items, the newest."""
+    candidates: dict[str, dict[str, dict[str, Any]]] = {}  # bench -> key -> stats
+    for ref in dict.fromkeys([*trained_refs, *base_refs]):
+        for bench, results in evals.get(ref, {}).items():
+            for r in results:
+                c = candidates.setdefault(bench, {}).setdefault(r.key, {"sig": r.signature, "trained": set(),
+                                                                         "models": set(), "newest": ""})
+                (c["trained"] if ref in trained_refs else c["models"]).add(ref)
+                c["newest"] = max(c["newest"], r.created_at)
+    chosen = {}
+    for bench, by_key in candidates.items():
+        if given and given.get(bench) in by_key:
+            chosen[bench] = by_key[given[bench]]["sig"]
+            continue
+        best = max(by_key.values(), key=lambda c: (len(c["trained"]), len(c["trained"] | c["models"]),
+                                                   int(c["sig"].get("n_items") or 0), c["newest"]))
+        chosen[bench] = best["sig"]
+    return chosen
+
+
+def pick_metrics(evals: AllEvaluations, ref: str, settings: Mapping[str, dict[str, Any]],
+                 excluded: list[dict[str, str]] | None = None) -> Metrics:
+    """A model's metrics under the chosen settings (latest run per benchmark with the same signature); every
+    evaluation of another setting that leaves a benchmark empty is appended to `excluded` with the reason."""
+    from dgr_core.evaluate.signature import describe, differences
+
+    out: Metrics = {}
+    for bench, results in evals.get(ref, {}).items():
+        sig = settings.get(bench)
+        same = [r for r in results if sig is not None and r.key == sig.get("key")]
+        if same:
+            out[bench] = same[-1]
+        elif excluded is not None and sig is not None:
+            r = results[-1]
+            why = "; ".join(differences(r.signature, sig))
+            excluded.append({"model": ref, "benchmark": bench, "run": r.run_id,
+                             "why": f"evaluated as {describe(r.signature)}, not as {describe(sig)} ({why})"})
+    return out
+
+
+def evaluations(ws: Workspace, settings: Mapping[str, dict[str, Any]] | None = None) -> dict[str, Metrics]:
+    """model ref -> benchmark -> metric: the latest finished run per (model, benchmark) among those with the
+    benchmark's chosen signature (`settings`; default: `choose_settings` over every model)."""
+    evals = all_evaluations(ws)
+    settings = settings if settings is not None else choose_settings(evals, [], list(evals))
+    return {ref: pick_metrics(evals, ref, settings) for ref in evals}
 
 
 def _seed(result: dict[str, Any], config: dict[str, Any]) -> int | None:
@@ -232,6 +318,19 @@ def _dataset_lineage(store: DatasetStore, name: str) -> tuple[bool, str, str | N
     return refined, (info.parent or name) if refined else name, info.fingerprint, []
 
 
+def _fallback_rate(store: DatasetStore, dataset: str, ids: list[str] | None) -> float | None:
+    """Share of the training samples whose refinement fell back to the original (None if not recorded)."""
+    try:
+        df = store.load(dataset)
+    except (DGRError, OSError, ValueError):
+        return None
+    if "fell_back" not in df:
+        return None
+    if ids is not None:
+        df = df[df["id"].astype(str).isin(set(ids))]
+    return float(df["fell_back"].fillna(False).astype(bool).mean()) if len(df) else None
+
+
 def _record(run: RunInfo, store: DatasetStore, evals: dict[str, Metrics]) -> RunRecord:
     result, config = _result(run) or {}, run.spec.get("config", {})
     base = ModelSpec.from_dict(result.get("base_model") or config.get("model") or {})
@@ -241,13 +340,15 @@ def _record(run: RunInfo, store: DatasetStore, evals: dict[str, Metrics]) -> Run
     if current and recorded and current != recorded:
         notes.append(f"dataset {dataset!r} changed since training (fingerprint {recorded} → {current})")
     ids = result.get("sample_ids")
+    sample_ids = [str(i) for i in ids] if ids is not None else None
     return RunRecord(
         run_id=run.id, name=str(run.spec.get("name", "")), created_at=str(run.spec.get("created_at", "")),
         base_model=base.ref, dataset=dataset, source_dataset=source, refined=refined,
         n_samples=int(result.get("n_samples") or len(ids or [])), seed=_seed(result, config),
-        method=str(result.get("method", "")), sample_ids=[str(i) for i in ids] if ids is not None else None,
+        method=str(result.get("method", "")), sample_ids=sample_ids,
         base_spec=base.to_dict(), dataset_fingerprint=recorded, current_fingerprint=current,
-        trained=dict(evals.get(f"{RUN_PREFIX}{run.id}", {})), base=dict(evals.get(base.ref, {})), notes=notes)
+        trained=dict(evals.get(f"{RUN_PREFIX}{run.id}", {})), base=dict(evals.get(base.ref, {})), notes=notes,
+        fallback_rate=_fallback_rate(store, dataset, sample_ids) if refined and current else None)
 
 
 def _benchmark_order(metrics: Sequence[Metrics]) -> dict[str, str]:
@@ -259,19 +360,22 @@ def _benchmark_order(metrics: Sequence[Metrics]) -> dict[str, str]:
     return dict(sorted(kinds.items(), key=lambda kv: (order.get(kv[1], 3), kv[0])))
 
 
-def collect(ws: Workspace, *, backend: str = "hf", reference: str | Mapping[str, str] | None = None) -> SafetyTaxData:
+def collect(ws: Workspace, *, backend: str = "hf", reference: str | Mapping[str, str] | None = None,
+            settings: Mapping[str, str] | None = None) -> SafetyTaxData:
     """Join finished train runs with their evaluations and the shift of their training data.
 
     `backend` names the score cache to read (scores of different backends are never mixed); `reference` is a
-    dataset (or base model ref -> dataset) whose mean NLL under the base model is subtracted for the ΔNLL stats.
+    dataset (or base model ref -> dataset) whose mean NLL under the base model is subtracted for the ΔNLL stats;
+    `settings` maps a benchmark to the eval signature key to join on (default: see the module docstring).
     """
-    store, evals = DatasetStore(ws), evaluations(ws)
+    store, evals = DatasetStore(ws), all_evaluations(ws)
     records, skipped = [], []
     for run in _done(ws, "train"):
         try:
-            records.append(_record(run, store, evals))
+            records.append(_record(run, store, {}))
         except (DGRError, TypeError, ValueError, AttributeError) as exc:  # a hand-edited or foreign result.json
             skipped.append((run.id, f"unreadable train result: {exc}"))
+    chosen, excluded = _join_like_for_like(evals, records, settings)
     refs = _reference_map(reference, records)
     unscored: list[tuple[str, str]] = []
     reader = ScoreReader(ws, backend)
@@ -281,7 +385,21 @@ def collect(ws: Workspace, *, backend: str = "hf", reference: str | Mapping[str,
             unscored.append((rec.run_id, why))
     base_metrics = {r.base_model: r.base for r in records}
     benches = _benchmark_order([r.trained for r in records] + list(base_metrics.values()))
-    return SafetyTaxData(records, base_metrics, benches, unscored, refs, backend, skipped)
+    return SafetyTaxData(records, base_metrics, benches, unscored, refs, backend, skipped, chosen, excluded)
+
+
+def _join_like_for_like(evals: AllEvaluations, records: list[RunRecord], settings: Mapping[str, str] | None
+                        ) -> tuple[dict[str, dict[str, Any]], list[dict[str, str]]]:
+    """Fill each record's trained and base metrics under one signature per benchmark; (chosen, excluded)."""
+    trained_refs = [f"{RUN_PREFIX}{r.run_id}" for r in records]
+    base_refs = list(dict.fromkeys(r.base_model for r in records))
+    chosen = choose_settings(evals, trained_refs, base_refs, settings)
+    excluded: list[dict[str, str]] = []
+    bases = {ref: pick_metrics(evals, ref, chosen, excluded) for ref in base_refs}
+    for rec in records:
+        rec.trained = pick_metrics(evals, f"{RUN_PREFIX}{rec.run_id}", chosen, excluded)
+        rec.base = dict(bases.get(rec.base_model, {}))
+    return chosen, excluded
 
 
 def _reference_map(reference: str | Mapping[str, str] | None, records: list[RunRecord]) -> dict[str, str]:
@@ -466,13 +584,17 @@ def scatter_frame(data: SafetyTaxData, x_stat: str, y_metric: str) -> pd.DataFra
             "over_refusal": 100 * _kind_mean(rec.trained, "benign"),
             "reasoning_avg": 100 * _mean_of(rec.trained, reasoning),
             "base_reasoning_avg": 100 * _mean_of(rec.base, reasoning),
+            "truncation_rate": 100 * _attr_mean([rec.trained], reasoning, "truncation_rate"),
+            "reasoning_tokens": _attr_mean([rec.trained], reasoning, "mean_reasoning_tokens"),
+            "fallback_rate": 100 * rec.fallback_rate if rec.fallback_rate is not None else float("nan"),
         })
     frame = pd.DataFrame(rows, columns=SCATTER_COLUMNS)
     return frame[np.isfinite(frame["x"].astype(float)) & np.isfinite(frame["y"].astype(float))].reset_index(drop=True)
 
 
 SCATTER_COLUMNS = ["run_id", "name", "base_model", "dataset", "source_dataset", "variant", "n_samples", "seed", "x",
-                   "y", "refusal", "over_refusal", "reasoning_avg", "base_reasoning_avg"]
+                   "y", "refusal", "over_refusal", "reasoning_avg", "base_reasoning_avg", "truncation_rate",
+                   "reasoning_tokens", "fallback_rate"]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -584,30 +706,68 @@ def _metric_row(data: SafetyTaxData, metrics_list: list[Metrics]) -> dict[str, f
     avgs = [_mean_of(m, reasoning) for m in metrics_list]
     avgs = [a for a in avgs if math.isfinite(a)]
     row["reasoning avg"] = 100 * float(np.mean(avgs)) if avgs else float("nan")
+    row[TRUNCATION_COLUMN] = 100 * _attr_mean(metrics_list, reasoning, "truncation_rate")
+    row[TOKENS_COLUMN] = _attr_mean(metrics_list, reasoning, "mean_reasoning_tokens")
     return row
+
+
+def _attr_mean(metrics_list: list[Metrics], benches: Sequence[str], attr: str) -> float:
+    """Mean of a per-benchmark statistic (truncation rate, reasoning tokens) over benchmarks and runs."""
+    values = [getattr(m[b], attr) for m in metrics_list for b in benches if b in m]
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    return float(np.mean(values)) if values else float("nan")
 
 
 TABLE_LEAD = ["base model", "method", "dataset", "N", "runs"]
 DELTA_COLUMN = "Δ reasoning avg vs SFT"
+TRUNCATION_COLUMN = "truncated % (reasoning)"  # cut at the token budget (counted wrong in the accuracy)
+TOKENS_COLUMN = "reasoning tokens"  # mean thinking tokens per reasoning answer (overthinking is part of the tax)
+FALLBACK_COLUMN = "refine fallback %"  # refined rows: share of training samples whose rewrite fell back
+# The columns after the benchmark ones, in order. Per-sample pattern rates (issue #16) belong after these.
+TAIL_COLUMNS = ["reasoning avg", DELTA_COLUMN, TRUNCATION_COLUMN, TOKENS_COLUMN, FALLBACK_COLUMN]
 
 
 def results_table(data: SafetyTaxData, n_samples: int | None = None) -> pd.DataFrame:
     """The paper-style table: per base model, a "base model" row, then per source dataset "SFT" (original data)
-    and "SFT on refined" rows, with metrics in percent, averaged over seeds (`format_table` makes it printable).
+    and "SFT on refined" rows, with metrics in percent, averaged over seeds (`format_table` makes it printable;
+    `results_cells` prints each cell with its interval and n).
 
     `n_samples` picks the training size; None takes, per (base model, source dataset), the largest N that has runs
-    (the variants are compared at the same N when both have it). The last column is the refined row's reasoning
-    average minus the vanilla SFT row's, in points (NaN on other rows)."""
-    rows: list[dict[str, Any]] = []
-    for base in dict.fromkeys(r.base_model for r in data.records):
-        rows.append({"base model": base, "method": "base model", "dataset": "–", "N": None, "runs": None,
-                     **_metric_row(data, [data.base_metrics.get(base, {})])})
-        mine = [r for r in data.records if r.base_model == base]
-        for source in dict.fromkeys(r.source_dataset for r in mine):
-            rows += _source_rows(data, [r for r in mine if r.source_dataset == source], n_samples)
-    columns = TABLE_LEAD + [c for c, _ in _bench_columns(data)] + ["reasoning avg", DELTA_COLUMN]
+    (the variants are compared at the same N when both have it). After the benchmark columns come the reasoning
+    average, its difference to the vanilla SFT row (refined rows; points), the truncation rate and mean reasoning
+    tokens of the reasoning benchmarks, and a refined row's refinement fallback rate (`TAIL_COLUMNS`)."""
+    rows = []
+    for lead, metrics_list, recs in _row_groups(data, n_samples):
+        fallback = [r.fallback_rate for r in recs if r.fallback_rate is not None]
+        rows.append({**lead, **_metric_row(data, metrics_list),
+                     FALLBACK_COLUMN: 100 * float(np.mean(fallback)) if fallback else float("nan")})
+    _add_deltas(rows)
+    columns = TABLE_LEAD + [c for c, _ in _bench_columns(data)] + TAIL_COLUMNS
     table = pd.DataFrame(rows, columns=columns)
     return table.astype({"N": "Int64", "runs": "Int64"})  # the base-model row has neither: <NA>, not 0
+
+
+def _add_deltas(rows: list[dict[str, Any]]) -> None:
+    """The refined row's reasoning average minus the SFT row's of the same base model and source dataset."""
+    vanilla = {(r["base model"], r["_source"]): r["reasoning avg"] for r in rows if r["method"] == "SFT"}
+    for r in rows:
+        if r["method"] == "SFT on refined":
+            r[DELTA_COLUMN] = r["reasoning avg"] - vanilla.get((r["base model"], r["_source"]), float("nan"))
+
+
+RowGroup = tuple[dict[str, Any], list[Metrics], list[RunRecord]]
+
+
+def _row_groups(data: SafetyTaxData, n_samples: int | None) -> list[RowGroup]:
+    """(lead columns, the metrics averaged in the row, its training runs) per table row."""
+    groups: list[RowGroup] = []
+    for base in dict.fromkeys(r.base_model for r in data.records):
+        lead = {"base model": base, "method": "base model", "dataset": "–", "N": None, "runs": None, "_source": ""}
+        groups.append((lead, [data.base_metrics.get(base, {})], []))
+        mine = [r for r in data.records if r.base_model == base]
+        for source in dict.fromkeys(r.source_dataset for r in mine):
+            groups += _source_groups([r for r in mine if r.source_dataset == source], n_samples)
+    return groups
 
 
 def _pick_n(runs: list[RunRecord], n_samples: int | None) -> int | None:
@@ -617,22 +777,57 @@ def _pick_n(runs: list[RunRecord], n_samples: int | None) -> int | None:
     return max(sizes) if sizes else None
 
 
-def _source_rows(data: SafetyTaxData, runs: list[RunRecord], n_samples: int | None) -> list[dict[str, Any]]:
+def _source_groups(runs: list[RunRecord], n_samples: int | None) -> list[RowGroup]:
     target = _pick_n(runs, n_samples)
-    out: dict[str, dict[str, Any]] = {}
+    out = []
     for variant, method in (("original", "SFT"), ("refined", "SFT on refined")):
         mine = [r for r in runs if r.variant == variant]
         n = target if any(r.n_samples == target for r in mine) else (None if n_samples else _pick_n(mine, None))
         chosen = [r for r in mine if r.n_samples == n]
-        if not chosen:
-            continue
-        datasets = ", ".join(dict.fromkeys(r.dataset for r in chosen))
-        out[variant] = {"base model": chosen[0].base_model, "method": method, "dataset": datasets, "N": n,
-                        "runs": len(chosen), **_metric_row(data, [r.trained for r in chosen])}
-    if "refined" in out:
-        vanilla = out.get("original", {}).get("reasoning avg", float("nan"))
-        out["refined"][DELTA_COLUMN] = out["refined"]["reasoning avg"] - vanilla
-    return list(out.values())
+        if chosen:
+            lead = {"base model": chosen[0].base_model, "method": method, "N": n, "runs": len(chosen),
+                    "dataset": ", ".join(dict.fromkeys(r.dataset for r in chosen)),
+                    "_source": chosen[0].source_dataset}
+            out.append((lead, [r.trained for r in chosen], chosen))
+    return out
+
+
+def results_cells(data: SafetyTaxData, n_samples: int | None = None, digits: int = 1) -> pd.DataFrame:
+    """`results_table` for reading: each benchmark cell is "value [low, high] n=…" (percent; the interval is the
+    run's own for one run, a cluster bootstrap over items pooling the runs' outputs for several seeds; n counts
+    every graded response), the other columns as `format_table` prints them."""
+    table = format_table(results_table(data, n_samples), digits)
+    for i, (_, metrics_list, _) in enumerate(_row_groups(data, n_samples)):
+        for col, bench in _bench_columns(data):
+            table.loc[i, col] = _cell([m[bench] for m in metrics_list if bench in m], digits)
+    return table
+
+
+def _cell(results: list[BenchResult], digits: int) -> str:
+    if not results:
+        return "–"
+    value, ci, n = pooled_rate(results)
+    interval = f" [{100 * ci[0]:.{digits}f}, {100 * ci[1]:.{digits}f}]" if ci else ""
+    return f"{100 * value:.{digits}f}{interval} n={n}"
+
+
+def pooled_rate(results: list[BenchResult]) -> tuple[float, tuple[float, float] | None, int]:
+    """(mean value, interval, n) of one benchmark over one or several evaluation runs (e.g. training seeds).
+    Several runs: the per-item outcomes of all their outputs.jsonl are pooled and items resampled (cluster
+    bootstrap), so the interval accounts for the runs without treating their items as independent."""
+    value = float(np.mean([r.value for r in results]))
+    n = sum(r.n for r in results)
+    if len(results) == 1:
+        return value, results[0].ci, n
+    from dgr_core.evaluate.runner import OUTPUTS_FILE, rate_with_ci, read_outputs
+
+    bench = next(iter(r.signature.get("benchmark") for r in results), None)
+    records = [rec for r in results if r.run_dir
+               for rec in read_outputs(Path(r.run_dir) / OUTPUTS_FILE) if rec.get("benchmark") == bench]
+    if len(records) < n or not records:  # outputs missing or cut: no pooled interval rather than a wrong one
+        return value, None, n
+    _, ci = rate_with_ci(results[0].kind, records)
+    return value, (tuple(ci) if ci else None), n
 
 
 BUDGET_MEASURES = {"refusal": "refusal rate (%)", "reasoning_avg": "reasoning accuracy, average (%)"}

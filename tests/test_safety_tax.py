@@ -25,6 +25,7 @@ from dgr_core.models.loading import ModelSpec
 from dgr_core.safety_tax import (
     DELTA_COLUMN,
     SHIFT_STATS,
+    TAIL_COLUMNS,
     budget_curve,
     collect,
     fit_line,
@@ -364,7 +365,7 @@ def test_results_table_shape_and_delta(planted):
     data = collect(ws, backend="fake")
     table = results_table(data)
     assert list(table["method"]) == ["base model", "SFT", "SFT on refined"]
-    assert list(table.columns[-2:]) == ["reasoning avg", DELTA_COLUMN]
+    assert list(table.columns[-5:]) == TAIL_COLUMNS and TAIL_COLUMNS[:2] == ["reasoning avg", DELTA_COLUMN]
     assert {"refusal: strongreject", "over-refusal: xstest", "math500", "gsm8k100"} <= set(table.columns)
     base, sft, dgr = (table.iloc[i] for i in range(3))
     assert base["reasoning avg"] == pytest.approx(100 * 0.55) and math.isnan(base[DELTA_COLUMN])
