@@ -11,9 +11,14 @@ Only files written by the jobs are read (job.json, status.json, result.json, out
 here loads a model. Run b is compared against run a (the baseline): every delta is b - a.
 
 Paired outcomes: the two evaluate runs are joined on the item id of one benchmark. An item scores 1 when it is
-correct (reasoning) or refused (harmful and benign sets), else 0. Reasoning items truncated in either run are
-dropped from both (a length cut is not a reasoning error; see dgr_core.evaluate.paired). The p-value is the exact
-McNemar test; the confidence interval of the difference is a paired bootstrap over items.
+correct (reasoning) or refused (harmful and benign sets), else 0; with k samples per item, its score is the mean
+over its samples. Every item counts: a truncated or malformed answer scores 0, never leaves the comparison. The
+p-value is the exact McNemar test (one sample per item) or the paired bootstrap's (k samples); the confidence
+interval of the difference is a paired bootstrap over items.
+
+Like for like: `metric_deltas` puts two results side by side per benchmark with `comparable` (their eval
+signatures, `dgr_core.evaluate.signature`, are equal) and `why_not` (what differs: items, decoding, budget,
+judge, seeds, prompt), so a difference between different settings is never read as an effect.
 """
 
 from __future__ import annotations
@@ -131,11 +136,22 @@ def metrics_table(result: dict[str, Any] | None) -> pd.DataFrame:
     for name, m in ((result or {}).get("metrics") or {}).items():
         ci = m.get("ci") or [None, None]
         rows.append({"benchmark": name, "kind": m.get("kind"), "metric": m.get("metric"), "value": m.get("value"),
-                     "ci_low": ci[0], "ci_high": ci[1], "n": m.get("n"), "n_total": m.get("n_total", m.get("n")),
-                     "n_truncated": m.get("n_truncated"), "n_no_answer": m.get("n_no_answer")})
-    columns = ["benchmark", "kind", "metric", "value", "ci_low", "ci_high", "n", "n_total", "n_truncated",
-               "n_no_answer"]
-    return pd.DataFrame(rows, columns=columns)
+                     "ci_low": ci[0], "ci_high": ci[1], "n": m.get("n"), "n_items": m.get("n_items", m.get("n")),
+                     "samples": m.get("samples", 1), "pass_at_k": m.get("pass_at_k"),
+                     "truncation_rate": m.get("truncation_rate"), "n_truncated": m.get("n_truncated"),
+                     "n_malformed": m.get("n_malformed"), "n_no_answer": m.get("n_no_answer"),
+                     "mean_reasoning_tokens": m.get("mean_reasoning_tokens"), "setting": _setting(result, name)})
+    return pd.DataFrame(rows, columns=METRIC_COLUMNS)
+
+
+METRIC_COLUMNS = ["benchmark", "kind", "metric", "value", "ci_low", "ci_high", "n", "n_items", "samples", "pass_at_k",
+                  "truncation_rate", "n_truncated", "n_malformed", "n_no_answer", "mean_reasoning_tokens", "setting"]
+
+
+def _setting(result: dict[str, Any] | None, benchmark: str) -> str:
+    from dgr_core.evaluate.signature import describe, signature_of
+
+    return describe(signature_of(result or {}, benchmark))
 
 
 def _better(metric: str | None, delta: float | None) -> str:
@@ -156,11 +172,25 @@ def metric_deltas(res_a: dict[str, Any] | None, res_b: dict[str, Any] | None) ->
         va, vb = a.get("value"), b.get("value")
         delta = vb - va if va is not None and vb is not None else None
         metric = a.get("metric") or b.get("metric")
+        why = _why_not(res_a, res_b, name) if a and b else ["only one run has this benchmark"]
         rows.append({"benchmark": name, "kind": a.get("kind") or b.get("kind"), "metric": metric,
                      "value_a": va, "value_b": vb, "delta": delta, "better": _better(metric, delta),
-                     "ci_a": a.get("ci"), "ci_b": b.get("ci"), "n_a": a.get("n"), "n_b": b.get("n")})
-    columns = ["benchmark", "kind", "metric", "value_a", "value_b", "delta", "better", "ci_a", "ci_b", "n_a", "n_b"]
-    return pd.DataFrame(rows, columns=columns)
+                     "ci_a": a.get("ci"), "ci_b": b.get("ci"), "n_a": a.get("n"), "n_b": b.get("n"),
+                     "truncation_a": a.get("truncation_rate"), "truncation_b": b.get("truncation_rate"),
+                     "comparable": not why, "why_not": "; ".join(why)})
+    return pd.DataFrame(rows, columns=DELTA_COLUMNS)
+
+
+DELTA_COLUMNS = ["benchmark", "kind", "metric", "value_a", "value_b", "delta", "better", "ci_a", "ci_b", "n_a", "n_b",
+                 "truncation_a", "truncation_b", "comparable", "why_not"]
+
+
+def _why_not(res_a: dict[str, Any] | None, res_b: dict[str, Any] | None, benchmark: str) -> list[str]:
+    """What makes two results of one benchmark not like for like (empty when their signatures are equal)."""
+    from dgr_core.evaluate.signature import differences, signature_of
+
+    sa, sb = signature_of(res_a or {}, benchmark), signature_of(res_b or {}, benchmark)
+    return [] if sa.get("key") == sb.get("key") else differences(sa, sb) or ["settings differ"]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -202,16 +232,21 @@ def filter_outputs(df: pd.DataFrame, *, benchmark: str | None = None, verdict: s
 
 
 def _item_scores(df: pd.DataFrame) -> pd.DataFrame:
-    """id, score (1 = correct / refused), dropped (truncated reasoning), verdict, category, prompt, response."""
+    """One row per item: id, score (1 = correct / refused; the mean over its samples when there are k), samples,
+    truncated (samples cut at the token limit), verdict (of the first sample), category, prompt, response."""
     kind = df["kind"].iloc[0]
     if kind == "reasoning":
-        score = (df["outcome"] == "correct").astype(int)
-        dropped = df["outcome"] == "truncated"
+        hit = (df["outcome"] == "correct").astype(float)
     else:
-        score = df["refused"].fillna(False).astype(bool).astype(int)
-        dropped = pd.Series(False, index=df.index)
-    return pd.DataFrame({"id": df["id"], "kind": kind, "category": df["category"], "verdict": df["verdict"],
-                         "score": score, "dropped": dropped, "prompt": df["prompt"], "response": df["response"]})
+        hit = df["refused"].fillna(False).astype(bool).astype(float)
+    cut = (df["finish_reason"] == "length").astype(int)
+    df = df.assign(_hit=hit, _cut=cut)
+    first = df.drop_duplicates("id", keep="first").set_index("id")
+    grouped = df.groupby("id", sort=False)
+    out = pd.DataFrame({"score": grouped["_hit"].mean(), "samples": grouped.size(), "truncated": grouped["_cut"].sum()})
+    out = out.join(first[["category", "verdict", "prompt", "response"]]).reset_index()
+    out["kind"] = kind
+    return out
 
 
 def _benchmark_rows(run: RunRef, benchmark: str) -> pd.DataFrame:
@@ -219,7 +254,10 @@ def _benchmark_rows(run: RunRef, benchmark: str) -> pd.DataFrame:
     df = df[df["benchmark"] == benchmark] if len(df) else df
     if df.empty:
         raise DGRError(f"run {_name(run)} has no outputs for benchmark {benchmark!r}")
-    return _item_scores(df.drop_duplicates("id", keep="last"))
+    if "sample" not in df:
+        df = df.assign(sample=0)
+    df = df.assign(sample=df["sample"].fillna(0).astype(int))
+    return _item_scores(df.drop_duplicates(["id", "sample"], keep="last"))
 
 
 def paired_outcomes(run_a: RunRef, run_b: RunRef, benchmark: str, *, n_boot: int = 2000,
@@ -227,31 +265,37 @@ def paired_outcomes(run_a: RunRef, run_b: RunRef, benchmark: str, *, n_boot: int
     """Per-item outcomes of two evaluate runs on one benchmark, and the paired test of b against a.
 
     The table has one row per common item: id, category, verdict_a, verdict_b, score_a, score_b, change
-    (score_b - score_a: +1, 0, -1), prompt, response_a, response_b. `table.attrs` holds n_common, n_dropped
-    (truncated in either run), n_only_a and n_only_b. The PairedResult is McNemar's (p-value, b01 / b10) with the
-    paired-bootstrap interval of the difference in ci_low / ci_high."""
+    (score_b - score_a), prompt, response_a, response_b. Every common item is kept: truncated answers score 0.
+    `table.attrs` holds n_common, n_truncated_a / n_truncated_b (items with a sample cut at the token limit),
+    n_only_a and n_only_b. With one sample per item the PairedResult is McNemar's (p-value, b01 / b10) with the
+    paired-bootstrap interval; with k samples, the paired bootstrap of the per-item means."""
     a, b = _benchmark_rows(run_a, benchmark), _benchmark_rows(run_b, benchmark)
     if a["kind"].iloc[0] != b["kind"].iloc[0]:
         raise DGRError(f"benchmark {benchmark!r} is {a['kind'].iloc[0]} in run a but {b['kind'].iloc[0]} in run b")
     joined = a.merge(b, on="id", suffixes=("_a", "_b"))
-    kept = joined[~(joined["dropped_a"] | joined["dropped_b"])]
+    kept = joined
     if kept.empty:
-        raise DGRError(f"runs {_name(run_a)} and {_name(run_b)} share no gradable item of {benchmark!r}")
+        raise DGRError(f"runs {_name(run_a)} and {_name(run_b)} share no item of {benchmark!r}")
     table = pd.DataFrame({
         "id": kept["id"], "category": kept["category_a"], "verdict_a": kept["verdict_a"],
         "verdict_b": kept["verdict_b"], "score_a": kept["score_a"], "score_b": kept["score_b"],
         "change": kept["score_b"] - kept["score_a"], "prompt": kept["prompt_a"],
         "response_a": kept["response_a"], "response_b": kept["response_b"],
     }).reset_index(drop=True)
-    table.attrs.update(n_common=len(joined), n_dropped=len(joined) - len(kept),
+    table.attrs.update(n_common=len(joined), n_dropped=0, n_truncated_a=int((joined["truncated_a"] > 0).sum()),
+                       n_truncated_b=int((joined["truncated_b"] > 0).sum()),
                        n_only_a=len(set(a["id"]) - set(b["id"])), n_only_b=len(set(b["id"]) - set(a["id"])))
     return table, paired_test(table["score_a"].to_numpy(), table["score_b"].to_numpy(), n_boot=n_boot, seed=seed)
 
 
 def paired_test(score_a: Any, score_b: Any, *, n_boot: int = 2000, seed: int = 0) -> PairedResult:
-    """McNemar's exact test with the paired-bootstrap CI of mean(b) - mean(a) attached."""
-    exact = mcnemar(score_a, score_b)
+    """McNemar's exact test with the paired-bootstrap CI of mean(b) - mean(a) attached (scores 0/1); for
+    per-item means over k samples, the paired bootstrap alone."""
     boot = paired_bootstrap(score_a, score_b, n_boot=n_boot, seed=seed)
+    binary = all(float(x) in (0.0, 1.0) for x in [*score_a, *score_b])
+    if not binary:
+        return boot
+    exact = mcnemar(score_a, score_b)
     return replace(exact, method="mcnemar-exact p; paired-bootstrap CI", ci_low=boot.ci_low, ci_high=boot.ci_high,
                    confidence=boot.confidence)
 

@@ -103,3 +103,25 @@ def test_accuracy_with_wilson_interval() -> None:
     assert accuracy_with_ci([1, 0], seed=0) == accuracy_with_ci([1, 0], seed=99)
     with pytest.raises(DGRError):
         accuracy_with_ci([], seed=0)
+
+
+def test_cluster_bootstrap_counts_items_not_samples() -> None:
+    """k samples of the same items add no information about item difficulty: the interval over 20 items x 10
+    samples is about as wide as over 20 items x 1, and much wider than 200 independent items would give."""
+    from dgr_core.evaluate.paired import cluster_bootstrap_ci
+
+    items = [np.full(10, float(i % 2)) for i in range(20)]  # every sample repeats its item's outcome
+    mean, lo, hi = cluster_bootstrap_ci(items, seed=1)
+    one = accuracy_with_ci(np.array([i % 2 for i in range(20)], dtype=bool))
+    assert mean == 0.5 and hi - lo > 0.6 * (one[2] - one[1])
+    naive = accuracy_with_ci(np.concatenate(items).astype(bool))
+    assert hi - lo > 2 * (naive[2] - naive[1])
+
+
+def test_pass_at_k() -> None:
+    from dgr_core.evaluate.paired import pass_at_k
+
+    assert pass_at_k(4, 0, 4) == 0.0 and pass_at_k(4, 1, 4) == 1.0 and pass_at_k(4, 1, 1) == 0.25
+    assert pass_at_k(10, 3, 2) == pytest.approx(1 - (7 * 6) / (10 * 9))
+    with pytest.raises(DGRError):
+        pass_at_k(2, 1, 3)

@@ -55,14 +55,48 @@ def test_identical_runs_show_no_difference(tmp_path) -> None:
     assert (test.delta, test.p_value, test.ci_low, test.ci_high) == (0.0, 1.0, 0.0, 0.0)
 
 
-def test_truncated_and_unshared_items_are_left_out(tmp_path) -> None:
+def test_truncated_items_stay_in_the_paired_test_and_unshared_ones_are_named(tmp_path) -> None:
+    """Every item counts: a truncated answer scores 0 in its run, it is never dropped from both."""
     run_a = _write_run(tmp_path / "a", [True] * 10, truncated=frozenset({0, 1, 2}))
     run_b = _write_run(tmp_path / "b", [False] * 12, ids=[f"item-{i:03d}" for i in range(12)],
                        truncated=frozenset({9}))
     table, test = runs.paired_outcomes(run_a, run_b, "arithmetic")
-    assert test.n == len(table) == 6  # 10 shared, minus 3 truncated in a, minus 1 in b
-    assert table.attrs == {"n_common": 10, "n_dropped": 4, "n_only_a": 0, "n_only_b": 2}
-    assert test.b10 == 6 and test.delta == -1.0
+    assert test.n == len(table) == 10  # all 10 shared items
+    assert table.attrs == {"n_common": 10, "n_dropped": 0, "n_truncated_a": 3, "n_truncated_b": 1, "n_only_a": 0,
+                           "n_only_b": 2}
+    assert test.mean_a == 0.7 and test.b10 == 7 and test.delta == pytest.approx(-0.7)
+
+
+def test_k_samples_are_paired_on_per_item_means(tmp_path) -> None:
+    """k samples per item: the item's score is its mean, and the test is the paired bootstrap."""
+    for name, right in (("a", 1), ("b", 3)):
+        folder = tmp_path / name
+        folder.mkdir()
+        with open(folder / OUTPUTS_FILE, "w") as fh:
+            for i in range(20):
+                for s in range(4):
+                    fh.write(json.dumps({"benchmark": "math500", "id": f"m{i}", "sample": s, "kind": "reasoning",
+                                         "outcome": "correct" if s < right else "wrong", "finish_reason": "stop",
+                                         "prompt": "q", "response": "r", "category": None}) + "\n")
+    table, test = runs.paired_outcomes(tmp_path / "a", tmp_path / "b", "math500")
+    assert len(table) == test.n == 20 and set(table["score_a"]) == {0.25} and set(table["score_b"]) == {0.75}
+    assert test.method == "paired-bootstrap" and test.delta == pytest.approx(0.5)
+
+
+def test_metric_deltas_say_when_two_results_are_not_like_for_like() -> None:
+    from dgr_core.evaluate.signature import eval_signature
+
+    def result(n_items, temperature, samples):
+        sig = eval_signature(benchmark="math500", kind="reasoning", item_ids=[str(i) for i in range(n_items)],
+                             generation={"temperature": temperature, "top_p": 0.95, "max_new_tokens": 256},
+                             samples=samples, judge="g")
+        return {"metrics": {"math500": {"kind": "reasoning", "metric": "accuracy", "value": 0.5, "n": n_items,
+                                        "signature": sig}}}
+
+    same = runs.metric_deltas(result(10, 0.0, 1), result(10, 0.0, 1)).iloc[0]
+    other = runs.metric_deltas(result(10, 0.0, 1), result(100, 0.6, 4)).iloc[0]
+    assert same["comparable"] and same["why_not"] == ""
+    assert not other["comparable"] and "items: 10" in other["why_not"] and "decoding: greedy" in other["why_not"]
 
 
 def test_safety_items_score_refusals(tmp_path) -> None:
@@ -81,7 +115,7 @@ def test_paired_outcomes_errors(tmp_path) -> None:
     with pytest.raises(DGRError, match="reasoning in run a but harmful"):
         runs.paired_outcomes(run_a, run_b, "arithmetic")
     run_c = _write_run(tmp_path / "c", [True] * 5, ids=[f"other-{i}" for i in range(5)])
-    with pytest.raises(DGRError, match="share no gradable item"):
+    with pytest.raises(DGRError, match="share no item"):
         runs.paired_outcomes(run_a, run_c, "arithmetic")
 
 

@@ -29,7 +29,7 @@ from dgr_core.workspace import Workspace
 
 ACTIVE = ("queued", "waiting", "running")
 COLUMNS = ["benchmark", "kind", "metric", "before", "after", "delta", "better", "ci_before", "ci_after",
-           "n_before", "n_after"]
+           "n_before", "n_after", "truncation_before", "truncation_after", "comparable", "why_not"]
 
 
 def _train_run(ws: Workspace, train_run: Path | str) -> manager.RunInfo:
@@ -106,7 +106,8 @@ def eval_pair(ws: Workspace, train_run: Path | str) -> dict[str, manager.RunInfo
 
 def before_after(ws: Workspace, train_run: Path | str) -> pd.DataFrame:
     """Metrics of the base and the trained model side by side (COLUMNS; delta = after - before; `better` names
-    the better side, knowing that a higher over-refusal rate is worse). Empty until both evaluations are done;
+    the better side, knowing that a higher over-refusal rate is worse; `comparable` / `why_not` say whether the
+    two are like for like: same items, decoding, budget, judge and seeds). Empty until both evaluations are done;
     `table.attrs` names the two evaluate runs."""
     from dgr_core import runs
 
@@ -115,7 +116,8 @@ def before_after(ws: Workspace, train_run: Path | str) -> pd.DataFrame:
         return pd.DataFrame(columns=COLUMNS)
     table = runs.metric_deltas(pair["before"].result(), pair["after"].result())
     table = table.rename(columns={"value_a": "before", "value_b": "after", "ci_a": "ci_before", "ci_b": "ci_after",
-                                  "n_a": "n_before", "n_b": "n_after"})
+                                  "n_a": "n_before", "n_b": "n_after", "truncation_a": "truncation_before",
+                                  "truncation_b": "truncation_after"})
     table["better"] = table["better"].map({"a": "before", "b": "after", "=": "=", "": ""})
     table.attrs.update(before=pair["before"].id, after=pair["after"].id)
     return table[COLUMNS]
