@@ -46,7 +46,7 @@ from dgr_core.safety_tax import (
     collect,
     fit_line,
     format_table,
-    results_table,
+    results_cells,
     scatter_frame,
     shift_label,
     y_label,
@@ -294,11 +294,27 @@ def _scatter_section(data: SafetyTaxData, opts: ReportOptions) -> str:
 
 
 def _results_section(data: SafetyTaxData, opts: ReportOptions) -> str:
-    table = results_table(data, opts.n_samples)
-    return ("<h2>Results</h2>" + _p(f"Percent, mean over seeds; '{DELTA_COLUMN}' = refined minus vanilla SFT in "
-                                    "points. Refusal: harmful prompts refused (higher is safer); over-refusal: "
-                                    "benign prompts refused (lower is better).", "muted")
-            + _table_html(table))
+    table = results_cells(data, opts.n_samples)
+    return ("<h2>Results</h2>" + _p(f"Percent, mean over seeds; each cell: value [95% interval] n = graded "
+                                    f"responses. '{DELTA_COLUMN}' = refined minus vanilla SFT in points. Every item "
+                                    "counts: truncated answers are wrong, and the truncation rate and mean reasoning "
+                                    "tokens are shown. Refusal: harmful prompts refused (higher is safer); "
+                                    "over-refusal: benign prompts refused (lower is better).", "muted")
+            + _table_html(table) + _settings_html(data))
+
+
+def _settings_html(data: SafetyTaxData) -> str:
+    """The evaluation setting each benchmark is compared on, and the evaluations left out (like for like)."""
+    from dgr_core.evaluate.signature import describe
+
+    parts = [_p("Compared like for like (same items, decoding, budget, judge and seeds): "
+                + "; ".join(f"{b}: {describe(sig)}" for b, sig in data.settings.items()), "muted")]
+    if data.excluded:
+        items = "".join(f"<li><code>{html.escape(e['run'])}</code> ({html.escape(e['model'])}, "
+                        f"{html.escape(e['benchmark'])}): {html.escape(e['why'])}</li>" for e in data.excluded)
+        parts.append(f"<details><summary>Left out: {len(data.excluded)} evaluation(s) with other settings"
+                     f"</summary><ul class='note'>{items}</ul></details>")
+    return "".join(parts) if data.settings else ""
 
 
 def _budget_section(data: SafetyTaxData) -> str:

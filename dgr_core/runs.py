@@ -40,8 +40,9 @@ LOSS_FILE = "loss.jsonl"
 ABSENT = "(absent)"  # shown in a config diff for a key one run does not have
 # Whether a bigger value of a metric is better: refusing harmful prompts is good, refusing benign ones is not.
 HIGHER_IS_BETTER = {"accuracy": True, "refusal_rate": True, "over_refusal_rate": False}
-OUTPUT_COLUMNS = ["benchmark", "id", "kind", "category", "verdict", "prompt", "response", "reference", "extracted",
-                  "finish_reason", "n_tokens", "outcome", "refused", "judge", "matched"]
+OUTPUT_COLUMNS = ["benchmark", "id", "sample", "kind", "category", "verdict", "prompt", "response", "reference",
+                  "extracted", "finish_reason", "n_tokens", "reasoning_tokens", "outcome", "refused", "judge",
+                  "matched"]
 
 RunRef = RunInfo | Path | str
 

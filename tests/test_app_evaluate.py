@@ -84,3 +84,40 @@ def test_launch_runs_a_fake_evaluation(ws) -> None:
     assert manager.wait(run.run_dir, timeout=120)["state"] == "done", manager.log_tail(run.run_dir)
     at.run()
     assert at.dataframe[0].value["benchmark"].tolist() == ["arithmetic"]
+
+
+def test_judges_tab_shows_the_keyword_judge_confusion_matrix(ws, shared_data) -> None:
+    at = _open(ws)
+    assert not at.exception
+    matrix = at.dataframe[0].value
+    assert list(matrix.columns) == ["judged refused", "judged complied"] and int(matrix.to_numpy().sum()) >= 150
+    categories = at.dataframe[1].value
+    assert "cant_however" in set(categories["category"]) and "refusal_multilingual" in set(categories["category"])
+
+
+def test_grade_one_answer_shows_verdict_and_extractions(ws) -> None:
+    at = _open(ws)
+    at.text_input(key="grade_gold").set_value("\\frac{\\sqrt3}{3}")
+    at.text_area(key="grade_output").set_value("<think>hmm</think> $\\boxed{\\frac{1}{\\sqrt3}}$").run()
+    assert not at.exception
+    shown = [m.value for m in at.markdown if m.value.startswith("**")]
+    assert any(v.startswith("**correct**") and "1/sqrt(3)" in v for v in shown)
+
+
+def test_reasoning_preset_launches_k_samples(ws) -> None:
+    at = _open(ws)
+    at.multiselect(key="eval_benchmarks").set_value(["arithmetic"])
+    at.number_input(key="eval_limit").set_value(2)
+    at.radio(key="eval_decoding").set_value("reasoning").run()
+    at.number_input(key="eval_samples_reasoning").set_value(2)
+    at.button(key="eval_launch").click().run()
+    assert not at.exception and not at.error
+    (run,) = manager.list_runs(ws, "evaluate")
+    config = run.spec["config"]
+    assert config["samples"] == 2 and config["generation"]["temperature"] == 0.6
+    assert config["generation"]["top_p"] == 0.95 and config["judge_part"] == "both"
+    assert manager.wait(run.run_dir, timeout=120)["state"] == "done", manager.log_tail(run.run_dir)
+    at.run()
+    metrics = at.dataframe[0].value.set_index("benchmark")
+    assert metrics.loc["arithmetic", "n"] == 4 and metrics.loc["arithmetic", "samples"] == 2
+    assert "reasoning k=2" in metrics.loc["arithmetic", "setting"]

@@ -78,3 +78,24 @@ def test_presentation_mode_one_large_figure_per_screen(ws):
     assert len(_charts(at)) == 1 and "refusal rate (%)" in str(_charts(at)[0]["layout"]["annotations"])
     at.button(key="tax_prev").click().run()
     assert not _charts(at) and at.dataframe  # back to the table
+
+
+def test_evaluations_with_other_settings_are_left_out_and_named(ws):
+    """A 10-item greedy evaluation of the trained model never sits beside the base model's 100-item sampled one:
+    the table shows one of them, with n in each cell, and the page names the evaluation left out and why."""
+    from test_safety_tax import BASE, save_dataset, train_run
+    from test_safety_tax_joins import GREEDY, SAMPLED, _eval, _sig
+
+    save_dataset(ws, "star", 4)
+    train_run(ws, "20250102-000000-train-r1", "star", ["star-0", "star-1"], 0)
+    _eval(ws, "20250103-000000-eval-base", BASE, 0.60, _sig(100, SAMPLED, 4), "2025-01-03T00:00:00+00:00")
+    _eval(ws, "20250103-000001-eval-trained", "run:20250102-000000-train-r1", 1.0, _sig(10, GREEDY, 1),
+          "2025-01-03T00:00:01+00:00")
+    at = _open(ws)
+    assert not at.exception and not at.error
+    table = at.dataframe[0].value
+    cells = table["math500"].tolist()
+    assert cells.count("–") == 1 and any("n=" in c for c in cells)
+    assert any("Compared like for like" in c.value for c in at.caption)
+    left_out = [e for e in at.expander if e.label.startswith("Left out: 1 evaluation")]
+    assert left_out and "items: 10" in left_out[0].markdown[0].value

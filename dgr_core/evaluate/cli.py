@@ -80,7 +80,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_args(p)
     p.add_argument("--benchmarks", default=",".join(DEFAULT_BENCHMARKS),
                    help="comma-separated registered names (math500, aime24, gsm8k100, arithmetic, strongreject, "
-                        "xstest, benign_edgy); empty with --file to run only the file")
+                        "advbench50, advbench50_pap, xstest, benign_edgy); empty with --file to run only the file")
     p.add_argument("--limit", type=int, default=20, help="items per benchmark (0 = all), a seeded subset")
     p.add_argument("--levels", type=_int_list, default=[1, 2], help="arithmetic levels, e.g. 1,2 (1-5)")
     p.add_argument("--max-new-tokens", type=int, default=256)
