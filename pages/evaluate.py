@@ -244,7 +244,10 @@ def before_after(info: manager.RunInfo, finished: list[manager.RunInfo]) -> None
     base_id = st.selectbox("Baseline run (a)", [r.id for r in others], key="eval_baseline")
     base = next(r for r in others if r.id == base_id)
     st.caption(f"a = `{base.id}` ({(base.result() or {}).get('model_label', '')}), b = this run; delta = b - a.")
-    st.dataframe(runs.metric_deltas(base.result(), info.result()), hide_index=True, width="stretch")
+    deltas = runs.metric_deltas(base.result(), info.result())
+    st.dataframe(deltas, hide_index=True, width="stretch")
+    for row in deltas[~deltas["comparable"]].itertuples():
+        st.warning(f"{row.benchmark}: not like for like ({row.why_not}); its delta is not an effect.")
     common = runs.common_benchmarks(base.result(), info.result())
     if not common:
         st.info("The two runs share no benchmark.")
@@ -256,11 +259,13 @@ def before_after(info: manager.RunInfo, finished: list[manager.RunInfo]) -> None
         show_error(exc, "Paired test")
         return
     cols = st.columns(4)
-    cols[0].metric("items", test.n, help=f"{table.attrs.get('n_dropped', 0)} dropped (truncated in a run)")
+    cols[0].metric("items", test.n, help=f"every common item; truncated in a: {table.attrs.get('n_truncated_a', 0)}, "
+                                         f"in b: {table.attrs.get('n_truncated_b', 0)} (they score 0)")
     cols[1].metric("delta (b - a)", f"{test.delta:+.3f}")
     cols[2].metric("95% CI (bootstrap)", f"[{test.ci_low:+.3f}, {test.ci_high:+.3f}]")
-    cols[3].metric("McNemar p", f"{test.p_value:.3g}", help=f"a wrong / b right: {test.b01}; a right / b wrong: "
-                                                            f"{test.b10}")
+    cols[3].metric("McNemar p" if test.b01 is not None else "bootstrap p", f"{test.p_value:.3g}",
+                   help=f"a wrong / b right: {test.b01}; a right / b wrong: {test.b10}" if test.b01 is not None
+                   else "k samples per item: paired bootstrap of the per-item means")
     changed = table[table["change"] != 0]
     st.caption(f"{len(changed)} items changed")
     st.dataframe(changed, hide_index=True, width="stretch")

@@ -87,9 +87,12 @@ def paired_view(a: manager.RunInfo, b: manager.RunInfo) -> None:
     except DGRError as exc:
         show_error(exc, "Paired test")
         return
-    st.markdown(f"**{bench}**: n = {test.n} items ({table.attrs.get('n_dropped', 0)} dropped as truncated), "
+    exact = f"McNemar p = {test.p_value:.3g} (a wrong / b right: {test.b01}, a right / b wrong: {test.b10})" \
+        if test.b01 is not None else f"bootstrap p = {test.p_value:.3g} (k samples: per-item means)"
+    st.markdown(f"**{bench}**: n = {test.n} items, every one kept (truncated in a: "
+                f"{table.attrs.get('n_truncated_a', 0)}, in b: {table.attrs.get('n_truncated_b', 0)}; they score 0), "
                 f"delta (b - a) = {test.delta:+.3f}, 95% bootstrap CI [{test.ci_low:+.3f}, {test.ci_high:+.3f}], "
-                f"McNemar p = {test.p_value:.3g} (a wrong / b right: {test.b01}, a right / b wrong: {test.b10})")
+                f"{exact}")
     st.dataframe(table[table["change"] != 0], hide_index=True, width="stretch")
 
 
@@ -113,7 +116,10 @@ def compare(all_runs: list[manager.RunInfo]) -> None:
         st.plotly_chart(px.line(curves, x="step", y="loss", color="run", hover_data=["epoch"]), width="stretch")
     if a.kind == b.kind == "evaluate" and a.result() and b.result():
         st.subheader("Metrics (delta = b - a)")
-        st.dataframe(runs.metric_deltas(a.result(), b.result()), hide_index=True, width="stretch")
+        deltas = runs.metric_deltas(a.result(), b.result())
+        st.dataframe(deltas, hide_index=True, width="stretch")
+        for row in deltas[~deltas["comparable"]].itertuples():
+            st.warning(f"{row.benchmark}: not like for like ({row.why_not}); its delta is not an effect.")
         paired_view(a, b)
 
 
