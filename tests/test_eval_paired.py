@@ -125,3 +125,10 @@ def test_pass_at_k() -> None:
     assert pass_at_k(10, 3, 2) == pytest.approx(1 - (7 * 6) / (10 * 9))
     with pytest.raises(DGRError):
         pass_at_k(2, 1, 3)
+
+
+def test_cluster_interval_never_collapses_when_every_item_scores_the_same() -> None:
+    from dgr_core.evaluate.paired import cluster_bootstrap_ci, wilson_interval
+
+    mean, lo, hi = cluster_bootstrap_ci([np.zeros(2) for _ in range(6)])
+    assert (mean, lo) == (0.0, 0.0) and hi == pytest.approx(wilson_interval(0.0, 6)[1]) and hi > 0.3

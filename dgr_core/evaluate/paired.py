@@ -145,15 +145,20 @@ def accuracy_with_ci(x: ArrayLike, seed: int | None = None, *, confidence: float
     if not 0 < confidence < 1:
         raise DGRError(f"confidence must lie in (0, 1); got {confidence}")
     arr = _as_binary(x, "x")
-    n, p = arr.size, float(arr.mean())
+    lo, hi = wilson_interval(float(arr.mean()), arr.size, confidence=confidence)
+    return float(arr.mean()), lo, hi
+
+
+def wilson_interval(p: float, n: int, *, confidence: float = 0.95) -> tuple[float, float]:
+    """The Wilson score interval of a proportion p observed over n units."""
     z = float(stats.norm.ppf(1 - (1 - confidence) / 2))
     denom = 1 + z * z / n
     center = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    half = z * math.sqrt(max(p * (1 - p), 0.0) / n + z * z / (4 * n * n)) / denom
     # At p = 0 or 1 the Wilson bound is exactly 0 or 1; pin it so float rounding does not leave 5e-17.
     lo = 0.0 if p == 0.0 else max(0.0, center - half)
     hi = 1.0 if p == 1.0 else min(1.0, center + half)
-    return p, lo, hi
+    return lo, hi
 
 
 def cluster_bootstrap_ci(groups: Sequence[ArrayLike], *, n_boot: int = 2000, seed: int = 0,
@@ -161,7 +166,9 @@ def cluster_bootstrap_ci(groups: Sequence[ArrayLike], *, n_boot: int = 2000, see
     """(mean, low, high) of the per-sample scores of items that were each answered several times (k samples or
     several seeds): items are resampled with replacement, each bringing all its samples, so the interval counts
     the items, not the samples (k samples of one item are not k independent observations). The mean is the mean
-    over items of the per-item mean (equal to the sample mean when every item has k samples)."""
+    over items of the per-item mean (equal to the sample mean when every item has k samples). The interval is the
+    percentile interval, widened where needed to the Wilson interval over the items (a bootstrap of identical
+    items has no width)."""
     if not groups:
         raise DGRError("cluster bootstrap of no items")
     if not 0 < confidence < 1:
@@ -170,7 +177,10 @@ def cluster_bootstrap_ci(groups: Sequence[ArrayLike], *, n_boot: int = 2000, see
     boots = _bootstrap_means(means, n_boot, np.random.default_rng(seed))
     alpha = 1 - confidence
     lo, hi = np.quantile(boots, [alpha / 2, 1 - alpha / 2])
-    return float(means.mean()), float(lo), float(hi)
+    # A bootstrap collapses to a point when every item scores the same (0 of 6 refused: [0, 0]); never report
+    # less uncertainty than the Wilson interval over the items themselves.
+    w_lo, w_hi = wilson_interval(float(means.mean()), means.size, confidence=confidence)
+    return float(means.mean()), float(min(lo, w_lo)), float(max(hi, w_hi))
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
