@@ -73,13 +73,19 @@ def headline(kind: str, result: dict[str, Any] | None) -> str:
     if not result:
         return ""
     if kind == "evaluate" and isinstance(result.get("metrics"), dict):
-        parts = [f"{b} {m.get('metric')} {m['value']:.2f}" for b, m in result["metrics"].items()
+        parts = [f"{b} {m.get('metric')} {m['value']:.2f}{_counts(m)}" for b, m in result["metrics"].items()
                  if isinstance(m, dict) and m.get("value") is not None]
         return "; ".join(parts)
     skip = {"finished_at", "seconds"}
     scalars = [(k, v) for k, v in result.items() if k not in skip and isinstance(v, int | float)
                and not isinstance(v, bool)]
     return "; ".join(f"{k} {v:.4g}" for k, v in scalars[:4])
+
+
+def _counts(metric: dict[str, Any]) -> str:
+    """" (n=20, 15% cut)": the n and truncation rate of a metric, where the result recorded them."""
+    rate = metric.get("truncation_rate")
+    return "" if rate is None else f" (n={metric.get('n')}, {rate:.0%} cut)"
 
 
 def run_table(ws: Workspace, kind: str | None = None) -> pd.DataFrame:

@@ -187,4 +187,10 @@ def test_run_table_lists_runs_with_headlines(ws) -> None:
     row = table.set_index("name").loc["finished"]
     assert row["headline"] == "arithmetic accuracy 0.75"
     assert table.set_index("name").loc["queued", "headline"] == ""
+    newer = manager.create_run(ws, "evaluate", cfg, name="newer")
+    result = _result(arithmetic=("reasoning", "accuracy", 0.5))
+    result["metrics"]["arithmetic"].update(n=20, truncation_rate=0.15)
+    atomic_write_json(newer / "result.json", result)
+    atomic_write_json(newer / "status.json", {"state": "done"})
+    assert runs.run_table(ws).set_index("name").loc["newer", "headline"] == "arithmetic accuracy 0.50 (n=20, 15% cut)"
     assert runs.run_table(ws, kind="train").empty
