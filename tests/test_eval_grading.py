@@ -122,3 +122,14 @@ def test_dgr_grade_reads_files(tmp_path, capsys) -> None:
     assert main(["grade", "--benchmark", "gsm8k100", "--gold", "2280", "--output", f"@{out}"]) == 0
     assert "gsm8k:####" in capsys.readouterr().out
     assert main(["grade", "--gold", "1", "--output", "@/no/such/file"]) == 2
+
+
+def test_a_pathological_answer_times_out_as_wrong_instead_of_hanging(monkeypatch) -> None:
+    """Comparing against (10^10^10)! never finishes in SymPy: Math-Verify's timeout stops it, and the grade says
+    so instead of passing for an ordinary wrong answer."""
+    from dgr_core.evaluate import mathgrade
+
+    monkeypatch.setattr(mathgrade, "TIMEOUT_S", 1)
+    grade = mathgrade.grade_math("\\boxed{(10^{10^{10}})!}", "1")
+    assert not grade.correct and grade.error == "timeout"
+    assert mathgrade.grade_math("\\boxed{2}", "2").error is None  # the handler is gone afterwards

@@ -19,17 +19,19 @@ How one (answer, gold) pair is graded:
 Hangs: Math-Verify bounds each parse and each comparison with `signal.alarm`, which only works in the main thread.
 `grade_math` therefore uses those timeouts (`TIMEOUT_S`) in the main thread (the job worker, the CLI) and, called
 from any other thread (a Streamlit page), grades in a child process (`python -m dgr_core.evaluate.mathgrade`) with
-an overall deadline, so nothing can hang the app. A pair that times out is graded wrong with error "timeout".
+an overall deadline, so nothing can hang the app. A pair that times out is graded wrong with error "timeout"
+(Math-Verify only logs its timeouts; `_TimeoutLog` catches them).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import subprocess
 import sys
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from dgr_core.errors import DGRError
@@ -148,13 +150,33 @@ def grade_math(answer: str, gold: str, benchmark: str = "") -> MathGrade:
     return grade_many([(answer, gold, benchmark)])[0]
 
 
+class _TimeoutLog(logging.Handler):
+    """Math-Verify reports a timed-out parse or comparison only as a log warning (and returns "no match"):
+    catch it, so the grade says "timeout" instead of passing for an ordinary wrong answer."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.seen = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.seen = self.seen or "timeout" in record.getMessage().lower()
+
+
 def _safe(answer: str, gold: str, benchmark: str) -> MathGrade:
     from math_verify.errors import TimeoutException
 
+    watch = _TimeoutLog()
+    loggers = [logging.getLogger(name) for name in ("math_verify.grader", "math_verify.parser")]
+    for logger in loggers:
+        logger.addHandler(watch)
     try:
-        return _grade_here(answer, gold, benchmark, TIMEOUT_S)
+        grade = _grade_here(answer, gold, benchmark, TIMEOUT_S)
     except TimeoutException:
         return MathGrade(False, error="timeout")
+    finally:
+        for logger in loggers:
+            logger.removeHandler(watch)
+    return replace(grade, correct=False, error="timeout") if watch.seen and not grade.correct else grade
 
 
 def _grade_in_child(pairs: list[tuple[str, str, str]]) -> list[MathGrade]:
