@@ -13,6 +13,7 @@ from typing import Any
 
 from dgr_core.errors import DGRError, SpecError
 from dgr_core.evaluate.runner import EvalConfig, check_config, model_label, run_evaluation
+from dgr_core.evaluate.signature import decoding_label
 from dgr_core.jobs.kinds import JobKind, register_kind
 
 
@@ -42,7 +43,10 @@ def describe(config: dict[str, Any]) -> str:
         cfg = EvalConfig.from_dict(config)
     except (TypeError, DGRError):
         return "evaluate"
-    return f"evaluate {model_label(cfg.model, cfg.backend)} on {', '.join(b.name for b in cfg.benchmarks)}"
+    decoding = decoding_label(cfg.generation.temperature, cfg.generation.top_p)
+    k = f" k={cfg.samples}" if cfg.samples > 1 else ""
+    return (f"evaluate {model_label(cfg.model, cfg.backend)} on {', '.join(b.name for b in cfg.benchmarks)} "
+            f"({decoding}{k}, {cfg.generation.max_new_tokens} tokens)")
 
 
 register_kind(JobKind("evaluate", validate, run, uses_model=True, describe=describe))
