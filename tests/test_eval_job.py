@@ -327,3 +327,23 @@ def test_cli_builds_the_config(tmp_path) -> None:
     assert (cfg.limit, cfg.arithmetic_levels, cfg.judge, cfg.seed) == (7, [1, 3], "org/guard", 3)
     assert (cfg.generation.max_new_tokens, cfg.generation.temperature, cfg.model.ref) == (64, 0.5, "run:abc")
     assert validate(cfg.to_dict()) == cfg
+
+
+def test_an_evaluation_run_off_the_main_thread_grades_each_batch_in_one_child_process(ws, tmp_path, monkeypatch):
+    """Math-Verify's timeouts need the main thread; run from another thread (a notebook, an app), the runner
+    grades a whole batch in one child process and gets the same verdicts as in the main thread."""
+    import threading
+
+    from dgr_core.evaluate import mathgrade
+
+    calls = []
+    real = mathgrade._grade_in_child
+    monkeypatch.setattr(mathgrade, "_grade_in_child", lambda pairs: calls.append(len(pairs)) or real(pairs))
+    here = run_evaluation(_cfg(limit=6, batch_size=8), ws, tmp_path / "main")
+    out = []
+    worker = threading.Thread(target=lambda: out.append(run_evaluation(_cfg(limit=6, batch_size=8), ws,
+                                                                       tmp_path / "thread")))
+    worker.start()
+    worker.join(300)
+    assert calls == [6]  # one child process for the batch of 6, none in the main thread
+    assert out[0]["metrics"]["arithmetic"]["value"] == here["metrics"]["arithmetic"]["value"] == 1.0

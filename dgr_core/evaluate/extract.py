@@ -34,7 +34,7 @@ from typing import Literal
 from dgr_core.data.schema import THINK_UNCLOSED
 from dgr_core.data.think import THINK_CLOSE, THINK_OPEN
 from dgr_core.data.think import split_think as _split_response
-from dgr_core.evaluate.mathgrade import MathGrade, grade_math
+from dgr_core.evaluate.mathgrade import MathGrade, grade_many
 
 # ---------------------------------------------------------------------------------------------------------------
 # Reasoning / answer split
@@ -255,16 +255,37 @@ def grade_response(response: str, reference: str, *, finished: bool = True,
     "the answer is") after a closed think block is graded: the last number of a cut-off text is a step of the
     reasoning, not its answer. An unclosed think block is TRUNCATED when cut at the limit and MALFORMED when the
     model stopped by itself. The answer part (after the last `</think>`) is what Math-Verify reads."""
+    return grade_responses([response], [reference], finished=[finished], benchmark=benchmark)[0]
+
+
+def _before_math(response: str, finished: bool) -> Outcome | None:
+    """The outcome decided without Math-Verify (truncated / malformed), or None when the answer must be graded."""
     found = extract_answer(response)
-    explicit = found.method in ("boxed", "####", "answer_is")
     if found.truncated:
-        return (Outcome.MALFORMED if finished else Outcome.TRUNCATED), None
-    if not finished and not explicit:
-        return Outcome.TRUNCATED, None
-    grade = grade_math(strip_think(response), reference, benchmark)
-    if grade.correct:
-        return Outcome.CORRECT, grade
-    return (Outcome.NO_ANSWER if grade.error == "no answer parsed" else Outcome.WRONG), grade
+        return Outcome.MALFORMED if finished else Outcome.TRUNCATED
+    if not finished and found.method not in ("boxed", "####", "answer_is"):
+        return Outcome.TRUNCATED
+    return None
+
+
+def grade_responses(responses: list[str], references: list[str], *, finished: list[bool],
+                    benchmark: str = "") -> list[tuple[Outcome, MathGrade | None]]:
+    """`grade_response` for a batch: one call into the math grader for all of them (one child process when
+    called off the main thread, see `dgr_core.evaluate.mathgrade`)."""
+    early = [_before_math(r, f) for r, f in zip(responses, finished, strict=True)]
+    todo = [i for i, e in enumerate(early) if e is None]
+    grades = dict(zip(todo, grade_many([(strip_think(responses[i]), str(references[i]), benchmark) for i in todo]),
+                      strict=True))
+    out: list[tuple[Outcome, MathGrade | None]] = []
+    for i, outcome in enumerate(early):
+        if outcome is not None:
+            out.append((outcome, None))
+            continue
+        grade = grades[i]
+        verdict = Outcome.CORRECT if grade.correct else (
+            Outcome.NO_ANSWER if grade.error == "no answer parsed" else Outcome.WRONG)
+        out.append((verdict, grade))
+    return out
 
 
 def is_correct(response: str, reference: str, *, finished: bool = True, benchmark: str = "") -> Outcome:

@@ -48,7 +48,7 @@ from dgr_core.backends.base import Backend, Generation, GenerationConfig, get_ba
 from dgr_core.errors import DGRError, JobCancelled
 from dgr_core.evaluate.arithmetic import LEVELS
 from dgr_core.evaluate.benchmarks import BENCHMARKS, load_arithmetic, load_benchmark, load_jsonl_prompts
-from dgr_core.evaluate.extract import grade_response, split_think
+from dgr_core.evaluate.extract import grade_responses, split_think
 from dgr_core.evaluate.judge import KEYWORDS, describe_semantics, judge_label, make_judge
 from dgr_core.evaluate.mathgrade import GRADER_NAME
 from dgr_core.evaluate.paired import accuracy_with_ci, cluster_bootstrap_ci, pass_at_k
@@ -332,8 +332,18 @@ def _append(path: Path, records: Iterable[dict[str, Any]]) -> None:
 def grade_reasoning(item: dict[str, Any], gen: Generation) -> dict[str, Any]:
     """Outcome of one reasoning response (correct / wrong / truncated / malformed / no_answer) and what Math-Verify
     extracted from it and from the reference."""
-    outcome, grade = grade_response(gen.text, str(item["reference"]), finished=gen.finish_reason != "length",
-                                    benchmark=str(item.get("benchmark") or ""))
+    return _grade_reasoning_batch([item], [gen])[0]
+
+
+def _grade_reasoning_batch(items: list[dict[str, Any]], gens: list[Generation]) -> list[dict[str, Any]]:
+    """`grade_reasoning` for a batch of one benchmark, with one call into the math grader."""
+    graded = grade_responses([g.text for g in gens], [str(i["reference"]) for i in items],
+                             finished=[g.finish_reason != "length" for g in gens],
+                             benchmark=str(items[0].get("benchmark") or "")) if items else []
+    return [_reasoning_fields(outcome, grade) for outcome, grade in graded]
+
+
+def _reasoning_fields(outcome: Any, grade: Any) -> dict[str, Any]:
     pred = grade.pred if grade else []
     return {"outcome": str(outcome), "extracted": pred[-1] if pred else None, "judge": GRADER_NAME,
             "matched": list(grade.rules) if grade else [], "gold_parsed": grade.gold[-1] if grade and grade.gold
@@ -388,7 +398,7 @@ def grade_batch(items: list[dict[str, Any]], gens: list[Generation], judges: _Ju
     """Records for one batch of items of one kind."""
     kind = items[0]["kind"]
     if kind == "reasoning":
-        graded = [grade_reasoning(i, g) for i, g in zip(items, gens, strict=True)]
+        graded = _grade_reasoning_batch(items, gens)
     else:
         graded = _judge_batch(items, gens, judges.for_kind(kind))
     records = [_record(i, g, x) for i, g, x in zip(items, gens, graded, strict=True)]
