@@ -84,3 +84,70 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+# ---------------------------------------------------------------- append-only JSON Lines
+# A process killed in the middle of an append leaves a torn last line. The next append would glue its record
+# onto that fragment and both would be lost; so every append first cuts the file back to its last newline, and
+# every reader skips a line that does not parse (it may be the one being written right now).
+
+
+def repair_jsonl(path: Path) -> int:
+    """Truncate a torn last line (no final newline) away; returns the number of bytes removed (0 if intact)."""
+    path = Path(path)
+    try:
+        fh = open(path, "r+b")
+    except FileNotFoundError:
+        return 0
+    with fh:
+        size = fh.seek(0, os.SEEK_END)
+        end = size
+        while end > 0:
+            step = min(65536, end)
+            fh.seek(end - step)
+            chunk = fh.read(step)
+            if end == size and chunk.endswith(b"\n"):
+                return 0
+            cut = chunk.rfind(b"\n")
+            if cut >= 0:
+                end = end - step + cut + 1
+                break
+            end -= step
+        fh.truncate(end)
+        fh.flush()
+        os.fsync(fh.fileno())
+        return size - end
+
+
+def append_jsonl(path: Path, records: Any, *, fsync: bool = True) -> None:
+    """Append one record (a dict) or several as JSON lines, after repairing a torn last line; flushed to disk
+    (fsync) unless asked not to, so a kill after this returns loses nothing."""
+    rows = [records] if isinstance(records, dict) else list(records)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    repair_jsonl(path)
+    text = "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows)
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        if fsync:
+            os.fsync(fh.fileno())
+
+
+def read_jsonl(path: Path) -> list[Any]:
+    """The records of a JSON Lines file, read line by line; a line that does not parse (torn by a crash, or
+    being written right now) is skipped. A missing file has no records."""
+    out = []
+    try:
+        fh = open(path, encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return out
+    with fh:
+        for line in fh:
+            if not line.strip():
+                continue
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+    return out

@@ -88,8 +88,8 @@ def load_tokenizer(spec: ModelSpec, backend: str, ws: Workspace | None = None) -
     path = resolve_model_path(spec.ref, ws, spec.revision)
     try:
         tok = AutoTokenizer.from_pretrained(path, revision=spec.revision, trust_remote_code=spec.trust_remote_code)
-    except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"Could not load the tokenizer of {spec.ref!r} from {path}: {exc}") from exc
+    except Exception as exc:  # a broken tokenizer file raises anything (KeyError, …): a named error instead
+        raise ModelLoadError(f"Could not load the tokenizer of {spec.ref!r} from {path}: {exc!r}"[:500]) from exc
     return TokenizerRef(tok, tokenizer_fingerprint(tok), spec.ref)
 
 

@@ -56,7 +56,7 @@ from dgr_core.evaluate.refusal import KeywordJudge, RefusalJudge
 from dgr_core.evaluate.signature import REASONING_PROTOCOL, decoding_label, eval_signature
 from dgr_core.models.loading import DEMO_ALIASES, ModelSpec
 from dgr_core.render import full_reply, opened_think
-from dgr_core.workspace import Workspace, atomic_write_json, read_json
+from dgr_core.workspace import Workspace, append_jsonl, atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
 
@@ -320,8 +320,7 @@ def _repair_outputs(path: Path) -> list[dict[str, Any]]:
 
 
 def _append(path: Path, records: Iterable[dict[str, Any]]) -> None:
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write("".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in records))
+    append_jsonl(path, records)  # cuts a line torn by an earlier kill first
 
 
 # ---------------------------------------------------------------------------------------------------------------

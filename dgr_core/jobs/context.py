@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from dgr_core.jobs.spec import utc_now
-from dgr_core.workspace import Workspace, atomic_write_json, read_json
+from dgr_core.workspace import Workspace, append_jsonl, atomic_write_json, read_json
 
 STATUS_FILE, PROGRESS_FILE, RESULT_FILE, LOG_FILE, CANCEL_FILE = (
     "status.json", "progress.jsonl", "result.json", "log.txt", "cancel")
@@ -32,8 +31,7 @@ class JobContext:
     def progress(self, event: dict[str, Any]) -> None:
         event = {"t": utc_now(), **event}
         self.last_progress = event
-        with open(self.run_dir / PROGRESS_FILE, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(event, default=str) + "\n")
+        append_jsonl(self.run_dir / PROGRESS_FILE, event, fsync=False)  # repairs a line torn by a kill
 
     def should_stop(self) -> bool:
         return (self.run_dir / CANCEL_FILE).exists()

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from dgr_core.errors import ModelLoadError
-from dgr_core.workspace import Workspace
+from dgr_core.workspace import Workspace, atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,8 @@ def _run_result(ref: str, ws: Workspace) -> tuple[Path, dict[str, Any]]:
     """(run folder, result.json) of the train run named by a `run:<id>` ref."""
     run_id = ref[len(RUN_PREFIX):].strip()
     run_dir = ws.runs / run_id
-    if not run_id or "/" in run_id or not run_dir.is_dir():
+    if not run_id or "/" in run_id or "\\" in run_id or ".." in run_id or run_id.startswith(".") \
+            or not run_dir.is_dir():
         raise ModelLoadError(f"Model {ref!r}: there is no run {run_id!r} in {ws.runs}.")
     result_file = run_dir / "result.json"
     if not result_file.is_file():
@@ -151,21 +152,24 @@ def _env_offline() -> bool:
 
 
 def _check_hub_id(ref: str, revision: str | None) -> None:
+    """A hub id is 'name' or 'owner/name' of [A-Za-z0-9._-], never '.' or '..' as a part (a path in disguise)."""
+    parts = ref.split("/")
+    if (not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", ref) or any(part in (".", "..") for part in parts)
+            or ".." in ref):
+        raise ModelLoadError(f"Model {ref!r} is neither an existing local folder nor a Hugging Face id "
+                             "('owner/name', letters, digits, '.', '_', '-').")
+    # Offline is passed per call (local_files_only), never by flipping huggingface_hub's process-wide flag:
+    # concurrent sessions of the app would race on it.
     import huggingface_hub.constants as hub
 
-    saved = hub.HF_HUB_OFFLINE  # read once, at import: re-apply an offline flag set later (no network retries)
-    hub.HF_HUB_OFFLINE = saved or _env_offline()
-    try:
-        _fetch_config(ref, revision, offline=hub.HF_HUB_OFFLINE)
-    finally:
-        hub.HF_HUB_OFFLINE = saved
+    _fetch_config(ref, revision, offline=bool(hub.HF_HUB_OFFLINE) or _env_offline())
 
 
 def _fetch_config(ref: str, revision: str | None, *, offline: bool) -> None:
     from transformers import AutoConfig
 
     try:
-        AutoConfig.from_pretrained(ref, revision=revision, trust_remote_code=False)
+        AutoConfig.from_pretrained(ref, revision=revision, trust_remote_code=False, local_files_only=offline)
     except ValueError as exc:  # e.g. a config that needs remote code
         if "trust_remote_code" in str(exc):
             return
@@ -176,6 +180,14 @@ def _fetch_config(ref: str, revision: str | None, *, offline: bool) -> None:
             f"Model {ref!r} was not found as a local folder nor in the local Hugging Face cache, and {why}. "
             "Give a local folder, or connect and retry with a valid Hugging Face id."
         ) from exc
+
+
+def brief(exc: BaseException, limit: int = 300) -> str:
+    """An exception as one short line for a user-facing message: its type and the start of its text (a broken
+    file's error can quote much of the file)."""
+    text = " ".join(str(exc).split())
+    text = text if len(text) <= limit else text[:limit] + "…"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 _LOADED: dict[tuple, LoadedModel] = {}
@@ -236,7 +248,10 @@ def _adapter_tokenizer(path: str, spec: ModelSpec, fallback: Any) -> Any:
 
     if not (Path(path) / "tokenizer_config.json").is_file():
         return fallback
-    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=spec.trust_remote_code)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=spec.trust_remote_code)
+    except Exception as exc:  # a broken tokenizer file raises anything (KeyError, …)
+        raise ModelLoadError(f"Could not load the tokenizer of {spec.ref!r} from {path}: {brief(exc)}") from exc
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -250,8 +265,8 @@ def _load_pretrained(path: str, spec: ModelSpec, device: str, dtype: str) -> tup
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), **kwargs)
-    except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"Could not load model {spec.ref!r} from {path}: {exc}") from exc
+    except Exception as exc:  # a broken folder raises anything (KeyError from a bad tokenizer.json, …)
+        raise ModelLoadError(f"Could not load model {spec.ref!r} from {path}: {brief(exc)}") from exc
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.to(device).eval()
@@ -298,7 +313,9 @@ def weights_hash(folder: Path, ws: Workspace | None = None) -> str:
     memo_dir.mkdir(exist_ok=True)
     memo = memo_dir / hashlib.sha256(f"{folder.resolve()}|{stamp}".encode()).hexdigest()[:24]
     if memo.is_file():
-        return memo.read_text().strip()
+        cached = memo.read_text().strip()
+        if re.fullmatch(r"[0-9a-f]{16}", cached):  # a memo from an older, non-atomic write may be torn
+            return cached
     from dgr_core.models.embedded import file_sha256
 
     digest = hashlib.sha256()
@@ -306,5 +323,5 @@ def weights_hash(folder: Path, ws: Workspace | None = None) -> str:
         digest.update(p.name.encode())
         digest.update(file_sha256(p).encode())
     value = digest.hexdigest()[:16]
-    memo.write_text(value)
+    atomic_write_bytes(memo, value.encode())  # a kill mid-write must never leave a truncated hash behind
     return value

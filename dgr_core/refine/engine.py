@@ -59,7 +59,7 @@ from dgr_core.refine.templates import (
 )
 from dgr_core.refine.templates import resolve_template as _resolve_template
 from dgr_core.render import full_reply, opened_think, split_reply, template_facts
-from dgr_core.workspace import Workspace
+from dgr_core.workspace import Workspace, append_jsonl
 
 PROVENANCE_COLUMNS = ["parent_id", "refine_model", "template_hash", "generation", "fell_back", "fallback_reason",
                       "raw_output", "refine_thinking"]
@@ -209,11 +209,7 @@ def read_generations(path: Path) -> dict[str, dict[str, Any]]:
 
 def append_generations(path: Path, records: Iterable[dict[str, Any]]) -> None:
     """Append records as JSON lines and flush them to disk: a kill after this returns loses nothing."""
-    with open(path, "a", encoding="utf-8") as fh:
-        for rec in records:
-            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
+    append_jsonl(path, records)  # cuts a line torn by an earlier kill first, then appends and fsyncs
 
 
 def pending_rows(df: pd.DataFrame, done: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:

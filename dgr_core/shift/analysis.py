@@ -113,8 +113,8 @@ def _load_tokenizer(path: str, spec: ModelSpec, pad_fix: bool) -> Any:
 
     try:
         tok = AutoTokenizer.from_pretrained(path, revision=spec.revision, trust_remote_code=spec.trust_remote_code)
-    except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"Could not load the tokenizer of {spec.ref!r} from {path}: {exc}") from exc
+    except Exception as exc:  # a broken tokenizer file raises anything (KeyError, …): a named error instead
+        raise ModelLoadError(f"Could not load the tokenizer of {spec.ref!r} from {path}: {exc!r}"[:500]) from exc
     if pad_fix and tok.pad_token_id is None:  # exactly what load_model does, so the tokenizer hash agrees
         tok.pad_token = tok.eos_token
     return tok

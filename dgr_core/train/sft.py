@@ -40,7 +40,7 @@ from typing import Any
 from dgr_core.errors import JobCancelled
 from dgr_core.train.config import TrainConfig
 from dgr_core.train.data import Example, collate
-from dgr_core.workspace import atomic_write_bytes, atomic_write_json, read_json
+from dgr_core.workspace import append_jsonl, atomic_write_bytes, atomic_write_json, read_json
 
 CHECKPOINT_DIR, WEIGHTS_DIR, STATE_FILE, CKPT_FILE = "checkpoint", "weights", "trainer_state.pt", "checkpoint.json"
 LOSS_FILE = "loss.jsonl"
@@ -287,8 +287,7 @@ class _Loop:
         self.history.append(row)
         if not self.acc.is_main_process:
             return
-        with open(self.out / LOSS_FILE, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(row) + "\n")
+        append_jsonl(self.out / LOSS_FILE, row, fsync=False)  # repairs a line torn by a kill
         if self.hooks.progress:
             eta = (self.total - self.step) / rate if rate > 0 else None
             self.hooks.progress({"done": self.step, "total": self.total, "unit": "steps", "loss": row["loss"],
