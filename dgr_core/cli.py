@@ -1,7 +1,8 @@
 """`dgr`: the command line of DGR Lens. Everything a page does, a script can do.
 
     dgr prepare                                   convert the embedded model, create the demo datasets
-    dgr datasets list | import PATH [--name N] | show NAME
+    dgr datasets list | import PATH [--name N] | show NAME | search NAME PATTERN [--regex] [--in prompt,answer]
+    dgr app [--address 127.0.0.1] [--port 8501]  serve the app (the bind address always on the command line)
     dgr score --model demo --dataset STAR-1        (a dataset name, or a file path to import first)
     dgr jobs list | status RUN | cancel RUN | resume RUN | follow RUN
     dgr render --model M --dataset D --row ID --for score|train|generate|refine   what the model sees
@@ -52,7 +53,46 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     elif args.action == "show":
         df = store.load(args.target)
         print(df.head(args.n).to_string(max_colwidth=60))
+    elif args.action == "search":
+        return cmd_datasets_search(args)
     return 0
+
+
+def cmd_datasets_search(args: argparse.Namespace) -> int:
+    """`dgr datasets search NAME PATTERN [--regex] [--in prompt,answer]`: matching ids and prompts (exit 1: none)."""
+    from dgr_core.data.search import search_dataset
+
+    if not args.target or args.pattern is None:
+        raise DGRError("usage: dgr datasets search NAME PATTERN [--regex] [--in prompt,reasoning,answer]")
+    fields = [f.strip() for f in args.fields.split(",") if f.strip()]
+    hits = search_dataset(Workspace.default(), args.target, args.pattern, regex=args.regex,
+                          case_sensitive=args.case, fields=fields)
+    for row in hits.head(args.n if args.n > 0 else None).itertuples():
+        print(f"{row.id}\t{' '.join(str(row.prompt).split())[:100]}")
+    print(f"{len(hits)} matching rows", file=sys.stderr)
+    return 0 if len(hits) else 1
+
+
+def app_command(address: str, port: int) -> list[str]:
+    """The command that serves the app. The bind address is always given on the command line: a config file
+    (.streamlit/config.toml) is read only from the working folder, so without it Streamlit listens everywhere."""
+    from dgr_core.workspace import REPO_ROOT
+
+    return [sys.executable, "-m", "streamlit", "run", str(REPO_ROOT / "app.py"), "--server.address", address,
+            "--server.port", str(port), "--server.headless", "true"]
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    """`dgr app`: serve the app on 127.0.0.1 (or --address; a non-loopback address needs DGR_ACCESS_TOKEN)."""
+    import os
+    import subprocess
+
+    from dgr_core.security import is_loopback
+
+    if not is_loopback(args.address) and not os.environ.get("DGR_ACCESS_TOKEN"):
+        raise DGRError(f"refusing to listen on {args.address}: anyone who reaches it could use the app. Set "
+                       "DGR_ACCESS_TOKEN (the page then asks for it), or keep the default 127.0.0.1.")
+    return subprocess.call(app_command(args.address, args.port))
 
 
 def resolve_dataset(name_or_path: str, ws: Workspace) -> str:
@@ -213,12 +253,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dgr", description="DGR Lens: distribution shift of safety SFT data.")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("prepare", help="convert the embedded model and create the demo datasets").set_defaults(fn=cmd_prepare)
-    p = sub.add_parser("datasets", help="list, import or show datasets")
-    p.add_argument("action", choices=["list", "import", "show"])
+    p = sub.add_parser("datasets", help="list, import, show or search datasets")
+    p.add_argument("action", choices=["list", "import", "show", "search"])
     p.add_argument("target", nargs="?")
+    p.add_argument("pattern", nargs="?", help="search: the text or (--regex) regular expression")
     p.add_argument("--name", default=None)
-    p.add_argument("-n", type=int, default=5)
+    p.add_argument("-n", type=int, default=5, help="rows shown (show; search: 0 = all matches, default 5)")
+    p.add_argument("--regex", action="store_true", help="search: PATTERN is a regular expression (1 s limit)")
+    p.add_argument("--case", action="store_true", help="search: match case")
+    p.add_argument("--in", dest="fields", default="prompt,reasoning,answer",
+                   help="search: fields to search, comma-separated (default prompt,reasoning,answer)")
     p.set_defaults(fn=cmd_datasets)
+    p = sub.add_parser("app", help="serve the app (default 127.0.0.1:8501)")
+    p.add_argument("--address", default="127.0.0.1", help="bind address (non-loopback needs DGR_ACCESS_TOKEN)")
+    p.add_argument("--port", type=int, default=8501)
+    p.set_defaults(fn=cmd_app)
     p = sub.add_parser("score", help="per-token log-likelihoods and embeddings under the target model")
     p.add_argument("--dataset", required=True, help="a dataset name or a file to import")
     add_model_args(p)

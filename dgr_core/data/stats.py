@@ -16,7 +16,6 @@ tokenized once per tokenizer and a changed dataset (new fingerprint) is never se
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,8 +23,9 @@ from typing import Any
 
 import pandas as pd
 
+from dgr_core.data import search
 from dgr_core.data.schema import THINK_CLOSED, THINK_EMPTY, THINK_MISSING, THINK_UNCLOSED, DatasetInfo
-from dgr_core.errors import DGRError, ModelLoadError
+from dgr_core.errors import ModelLoadError
 from dgr_core.models.loading import ModelSpec
 from dgr_core.workspace import Workspace, atomic_write_bytes, atomic_write_json
 
@@ -47,8 +47,8 @@ THINK_STATUS_HELP = {
 }
 
 
-class SearchError(DGRError):
-    """A browser query cannot run: a malformed regular expression, an unknown column, or lengths not available."""
+# A browser query that cannot run (bad or too slow regex, unknown column, no lengths): one type for both modules.
+SearchError = search.SearchError
 
 
 # ---------------------------------------------------------------- tokenizer
@@ -261,31 +261,10 @@ class BrowseQuery:
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
-def compile_search(text: str, *, regex: bool, case_sensitive: bool) -> re.Pattern[str]:
-    """The search as a compiled pattern; SearchError naming the problem and its position for a bad regex."""
-    flags = 0 if case_sensitive else re.IGNORECASE
-    if not regex:
-        return re.compile(re.escape(text), flags)
-    try:
-        return re.compile(text, flags)
-    except re.error as exc:
-        where = f" at position {exc.pos}" if exc.pos is not None else ""
-        raise SearchError(f"invalid regular expression {text!r}: {exc.msg}{where}") from None
-
-
 def search_mask(df: pd.DataFrame, text: str, *, regex: bool = False, case_sensitive: bool = False,
                 fields: list[str] | tuple[str, ...] = SEARCH_FIELDS) -> pd.Series:
-    """True for rows where `text` occurs in any of `fields` (Python `re` semantics, whatever the string dtype)."""
-    if not text:
-        return pd.Series(True, index=df.index)
-    unknown = [f for f in fields if f not in df.columns]
-    if unknown or not fields:
-        raise SearchError(f"cannot search in {', '.join(unknown) or 'no field'}: choose among "
-                          f"{', '.join(SEARCH_FIELDS)}")
-    pattern = compile_search(text, regex=regex, case_sensitive=case_sensitive)
-    hits = [any(pattern.search("" if v is None else str(v)) for v in values)
-            for values in zip(*(df[f].tolist() for f in fields), strict=True)]
-    return pd.Series(hits, index=df.index, dtype=bool)
+    """True for rows where `text` occurs in any of `fields`, in bounded time (see `dgr_core.data.search`)."""
+    return search.search_mask(df, text, regex=regex, case_sensitive=case_sensitive, fields=fields)
 
 
 def _in_labels(series: pd.Series, wanted: list[str]) -> pd.Series:
