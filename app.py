@@ -54,7 +54,43 @@ def pages() -> dict[str, list[st.Page]]:
     return nav
 
 
+def _served_address() -> str | None:
+    """The address a real server listens on ("" = every interface); None under AppTest (no real server)."""
+    from streamlit import runtime
+    from streamlit.runtime import Runtime
+
+    if not runtime.exists() or not isinstance(runtime.get_instance(), Runtime):
+        return None
+    return st.get_option("server.address") or ""
+
+
+def access_gate() -> None:
+    """Shared-server guard (dgr_core.security): refuse to serve on a non-loopback address without a token, and
+    with DGR_ACCESS_TOKEN set ask each browser session for it once (constant-time comparison)."""
+    from dgr_core.security import access_token, is_loopback, token_matches
+
+    expected, address = access_token(), _served_address()
+    if address is not None and not is_loopback(address) and not expected:
+        st.error(f"This server listens on `{address or 'every interface'}` without an access token: anyone who "
+                 "reaches the port could read data and run jobs. Restart with `dgr app` (127.0.0.1) or set "
+                 "DGR_ACCESS_TOKEN.", icon="🔒")
+        st.stop()
+    if not expected or st.session_state.get("dgr_access_ok"):
+        return
+    st.title("DGR Lens")
+    given = st.text_input("Access token", type="password", key="dgr_access_token",
+                          help="This server was started with DGR_ACCESS_TOKEN: ask its owner.")
+    if given and token_matches(given, expected):
+        st.session_state["dgr_access_ok"] = True
+        st.session_state.pop("dgr_access_token", None)
+        st.rerun()
+    if given:
+        st.error("Wrong access token.")
+    st.stop()
+
+
 st.set_page_config(page_title="DGR Lens", page_icon=":material/biotech:", layout="wide")
+access_gate()
 current = st.navigation(pages())
 sidebar()
 current.run()

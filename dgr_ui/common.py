@@ -50,11 +50,23 @@ def sidebar() -> None:
         dtype = col2.selectbox("Dtype", ["auto", "float32", "bfloat16", "float16"], index=0, key="model_dtype")
         backend = st.selectbox("Backend", ["hf", "vllm", "fake"], index=0, key="backend",
                                help="hf = transformers (CPU/GPU); vllm = GPU only; fake = scripted, for testing.")
-        trust = st.checkbox("Trust remote code", value=False, key="model_trust",
-                            help="Runs Python shipped with the model. Leave off unless you trust the source.")
+        trust = remote_code_checkbox()
         st.session_state[MODEL_KEY] = ModelSpec(ref.strip() or DEMO_MODEL, device=device, dtype=dtype,
                                                 trust_remote_code=trust)
         st.caption(f"Runs on: **{_device_line(device, dtype)}** · backend `{backend}`")
+
+
+def remote_code_checkbox() -> bool:
+    """'Trust remote code', enabled only when the server's owner set DGR_ALLOW_REMOTE_CODE=1."""
+    from dgr_core.security import REMOTE_CODE_ENV, remote_code_allowed
+
+    if not remote_code_allowed():
+        st.checkbox("Trust remote code", value=False, key="model_trust", disabled=True,
+                    help=f"Disabled on this server: a model's own Python code runs only when the app was started "
+                         f"with {REMOTE_CODE_ENV}=1 (anyone who reaches the app could otherwise run code).")
+        return False
+    return st.checkbox("Trust remote code", value=False, key="model_trust",
+                       help="Runs Python shipped with the model. Leave off unless you trust the source.")
 
 
 def show_error(exc: BaseException, where: str = "") -> None:

@@ -15,22 +15,28 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import gzip
 import io
 import json
 import os
 import re
+import shutil
+import tempfile
+import zlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pandas as pd
 
 from dgr_core.data.schema import ColumnMapping
-from dgr_core.data.shapes import apply_mapping, columns_of, detect_mapping
+from dgr_core.data.shapes import _check_mapping, _row, apply_mapping, columns_of, detect_mapping
 from dgr_core.errors import DataError
-from dgr_core.workspace import atomic_write_bytes
 
-SUPPORTED_EXTENSIONS = (".json", ".jsonl", ".csv", ".parquet")
+SUPPORTED_EXTENSIONS = (".json", ".jsonl", ".csv", ".parquet", ".json.gz", ".jsonl.gz", ".csv.gz")
+CHUNK_ROWS = 2000  # records per chunk when a file is streamed
+MAX_LISTED = 20  # bad rows named in a rejection message (all are counted)
 MAX_UPLOAD_BYTES = 200 * 2**20
 MAX_NAME_CHARS = 120
 # Keys under which a JSON object commonly wraps its list of records, in order of preference.
@@ -58,50 +64,109 @@ def safe_name(name: str, *, what: str = "name") -> str:
 def safe_filename(filename: str) -> str:
     """`safe_name` for an uploaded file that must keep a supported extension."""
     cleaned = safe_name(filename, what="file name")
-    ext = os.path.splitext(cleaned)[1].lower()
-    if ext not in SUPPORTED_EXTENSIONS or cleaned.lower() == ext:
+    try:
+        ext = file_type(cleaned)
+    except DataError:
+        ext = os.path.splitext(cleaned)[1].lower()
         raise DataError(f"unsupported file type '{ext or 'none'}': upload one of "
-                        f"{', '.join(SUPPORTED_EXTENSIONS)}", file=cleaned)
+                        f"{', '.join(SUPPORTED_EXTENSIONS)}", file=cleaned) from None
+    if cleaned.lower() == ext:
+        raise DataError(f"'{filename}' has no name before its extension", file=cleaned)
     return cleaned
 
 
 # ---------------------------------------------------------------- reading records
+# Files are read as streams: JSON Lines and CSV a line / a chunk at a time, Parquet a record batch at a time, and
+# `.gz` files are decompressed on the fly. Only a plain JSON document (one value) must be parsed whole.
 
 
-def _read_bytes(path: Path) -> bytes:
+def file_type(path: Path | str) -> str:
+    """The supported extension a name ends with ('.jsonl.gz', '.csv', …); DataError for anything else."""
+    lower = str(path).lower()
+    for ext in sorted(SUPPORTED_EXTENSIONS, key=len, reverse=True):
+        if lower.endswith(ext):
+            return ext
+    ext = os.path.splitext(lower)[1]
+    raise DataError(f"unsupported file type '{ext or 'none'}': use one of {', '.join(SUPPORTED_EXTENSIONS)}",
+                    file=str(path))
+
+
+def _check_file(path: Path) -> None:
     if not path.exists():
         raise DataError("file not found", file=str(path))
-    if not path.is_file():
+    if not path.is_file():  # a folder, device, FIFO or socket: never opened
         raise DataError("not a file", file=str(path))
     try:
-        data = path.read_bytes()
+        size = path.stat().st_size
     except OSError as exc:
         raise DataError(f"cannot read the file: {exc.strerror or exc}", file=str(path)) from None
+    if size == 0:
+        raise DataError("file is empty", file=str(path))
+
+
+@contextlib.contextmanager
+def _binary(path: Path) -> Iterator[IO[bytes]]:
+    """The file's bytes, gunzipped on the fly for '.gz'; a corrupt or cut gzip stream is a DataError."""
+    try:
+        fh: IO[bytes] = gzip.open(path, "rb") if str(path).lower().endswith(".gz") else open(path, "rb")
+    except OSError as exc:
+        raise DataError(f"cannot read the file: {exc.strerror or exc}", file=str(path)) from None
+    try:
+        with fh:
+            yield fh
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise DataError(f"not a readable gzip file (truncated or corrupt: {exc})", file=str(path)) from None
+
+
+def _decode_line(raw: bytes, offset: int, number: int, path: Path) -> str:
+    try:
+        return raw.decode("utf-8-sig" if offset == 0 else "utf-8")
+    except UnicodeDecodeError as exc:
+        at = offset + exc.start
+        raise DataError(f"not UTF-8 text: byte 0x{raw[exc.start]:02x} at byte offset {at} (line {number}); "
+                        "re-save the file as UTF-8", file=str(path)) from None
+
+
+def _parse_json(text: str) -> Any:
+    """json.loads with a deeply nested document reported as a ValueError (not a RecursionError)."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply to read (thousands of levels of lists / objects)") from None
+
+
+def _json_lines(path: Path, bad: list[tuple[int, str]] | None) -> Iterator[tuple[int, Any]]:
+    """(record number, value) of each non-blank line. A line that is not JSON is a DataError naming it, or, when
+    `bad` is a list, is appended there as (record number, problem) and skipped."""
+    number = offset = 0
+    with _binary(path) as fh:
+        for line_number, raw in enumerate(fh, start=1):
+            text = _decode_line(raw, offset, line_number, path)
+            offset += len(raw)
+            if not text.strip():
+                continue
+            number += 1
+            try:
+                yield number, _parse_json(text)
+            except ValueError as exc:
+                problem = (f"line {line_number} is not valid JSON (column {exc.colno}: {exc.msg})"
+                           if isinstance(exc, json.JSONDecodeError) else f"line {line_number}: {exc}")
+                if bad is None:
+                    raise DataError(problem, file=str(path)) from None
+                bad.append((number, problem))
+
+
+def _read_text(path: Path) -> str:
+    with _binary(path) as fh:
+        data = fh.read()
     if not data.strip():
         raise DataError("file is empty", file=str(path))
-    return data
-
-
-def _decode(data: bytes, path: Path) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise DataError(f"not UTF-8 text: byte 0x{data[exc.start]:02x} at byte offset {exc.start} (line {line}); "
                         "re-save the file as UTF-8", file=str(path)) from None
-
-
-def _jsonl(text: str, path: Path) -> list[Any]:
-    records = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise DataError(f"line {number} is not valid JSON (column {exc.colno}: {exc.msg})",
-                            file=str(path)) from None
-    return records
 
 
 def _looks_like_jsonl(text: str, exc: json.JSONDecodeError) -> bool:
@@ -123,62 +188,140 @@ def _unwrap(obj: Any, path: Path) -> list[Any]:
         return obj[(preferred or lists)[0]]
     if not lists:
         return [obj]  # a single record saved as one object
-    raise DataError(f"the JSON object holds several lists ({', '.join(lists)}); expected a list of objects or "
-                    "{\"data\": [...]}", file=str(path))
+    raise DataError(f"the JSON object holds several lists ({', '.join(map(str, lists))}); expected a list of "
+                    "objects or {\"data\": [...]}", file=str(path))
 
 
-def _json(text: str, path: Path) -> list[Any]:
+def _json(path: Path, bad: list[tuple[int, str]] | None) -> Iterator[tuple[int, Any]]:
+    text = _read_text(path)
     try:
-        return _unwrap(json.loads(text), path)
+        records = _unwrap(_parse_json(text), path)
     except json.JSONDecodeError as exc:
         if _looks_like_jsonl(text, exc):
-            return _jsonl(text, path)
+            del text
+            yield from _json_lines(path, bad)
+            return
         raise DataError(f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
                         file=str(path)) from None
+    except ValueError as exc:
+        raise DataError(str(exc), file=str(path)) from None
+    del text
+    yield from enumerate(records, start=1)
 
 
-def _csv(text: str, path: Path) -> list[Any]:
+def _csv(path: Path, bad: list[tuple[int, str]] | None) -> Iterator[tuple[int, Any]]:
     # Everything as text, empty cells as "": ids like "007" and prompts like "NA" survive unchanged.
-    try:
-        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, csv.Error, ValueError) as exc:
-        raise DataError(f"malformed CSV: {exc}", file=str(path)) from None
-    return frame.to_dict("records")
+    number = 0
+    with _binary(path) as fh:
+        try:
+            text = io.TextIOWrapper(fh, encoding="utf-8-sig")
+            for chunk in pd.read_csv(text, dtype=str, keep_default_na=False, chunksize=CHUNK_ROWS):
+                for record in chunk.to_dict("records"):
+                    number += 1
+                    yield number, record
+        except pd.errors.EmptyDataError:
+            raise DataError("file is empty", file=str(path)) from None
+        except UnicodeDecodeError as exc:
+            raise DataError(f"not UTF-8 text ({exc.reason}); re-save the file as UTF-8", file=str(path)) from None
+        except (pd.errors.ParserError, csv.Error, ValueError) as exc:
+            raise DataError(f"malformed CSV: {brief_error(exc)}", file=str(path)) from None
 
 
-def _parquet(data: bytes, path: Path) -> list[Any]:
-    import pyarrow as pa
+def _parquet(path: Path, bad: list[tuple[int, str]] | None) -> Iterator[tuple[int, Any]]:
     import pyarrow.parquet as pq  # pyarrow only, to plain Python objects: nothing is ever unpickled
 
+    number = 0
     try:
-        return pq.read_table(pa.BufferReader(data)).to_pylist()
+        parquet = pq.ParquetFile(path)
+        for batch in parquet.iter_batches(batch_size=CHUNK_ROWS):
+            for record in batch.to_pylist():
+                number += 1
+                yield number, record
+    except DataError:
+        raise
     except Exception as exc:  # pyarrow raises several unrelated types for a broken file
-        raise DataError(f"not a readable Parquet file: {exc}", file=str(path)) from None
+        raise DataError(f"not a readable Parquet file: {brief_error(exc)}", file=str(path)) from None
 
 
-def _check_records(records: list[Any], path: Path) -> list[dict]:
-    if not records:
-        raise DataError("no records found", file=str(path))
-    for number, record in enumerate(records, start=1):
-        if not isinstance(record, dict):
-            raise DataError(f"record is a {type(record).__name__}, expected an object with named fields",
-                            file=str(path), record=number)
-    return records
+READERS = {".json": _json, ".jsonl": _json_lines, ".csv": _csv, ".parquet": _parquet,
+           ".json.gz": _json, ".jsonl.gz": _json_lines, ".csv.gz": _csv}
+
+
+def brief_error(exc: BaseException, limit: int = 200) -> str:
+    """A library's error message, shortened: some quote long stretches of the file they failed on."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def iter_records(path: Path, bad: list[tuple[int, str]] | None = None) -> Iterator[tuple[int, Any]]:
+    """(record number, raw record) of a supported file, streamed. Unreadable files raise DataError naming the
+    file and the line / record / byte offset; with `bad` given, unparseable JSON lines are listed there instead."""
+    path = Path(path)
+    kind = file_type(path)
+    _check_file(path)
+    yield from READERS[kind](path, bad)
 
 
 def read_records(path: Path) -> list[dict]:
-    """Raw records of a .json / .jsonl / .csv / .parquet file; DataError with file and line/record otherwise."""
+    """Raw records of a .json / .jsonl / .csv / .parquet file (or their .gz); DataError with file and
+    line/record otherwise."""
     path = Path(path)
-    ext = path.suffix.lower()
-    if ext not in SUPPORTED_EXTENSIONS:
-        raise DataError(f"unsupported file type '{ext or 'none'}': use one of {', '.join(SUPPORTED_EXTENSIONS)}",
-                        file=str(path))
-    data = _read_bytes(path)
-    if ext == ".parquet":
-        return _check_records(_parquet(data, path), path)
-    text = _decode(data, path)
-    reader = {".json": _json, ".jsonl": _jsonl, ".csv": _csv}[ext]
-    return _check_records(reader(text, path), path)
+    records = []
+    for number, record in iter_records(path):
+        if not isinstance(record, dict):
+            raise DataError(f"record is a {type(record).__name__}, expected an object with named fields",
+                            file=str(path), record=number)
+        records.append(record)
+    if not records:
+        raise DataError("no records found", file=str(path))
+    return records
+
+
+# ---------------------------------------------------------------- bad rows
+
+
+@dataclass
+class BadRow:
+    """A record that cannot become a canonical row: its 1-based number in the file and why."""
+
+    record: int
+    problem: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"record": self.record, "problem": self.problem}
+
+
+def row_problem(record: Any, mapping: ColumnMapping) -> str | None:
+    """Why `record` cannot be mapped (None when it can): the check `apply_mapping` makes, one record at a time."""
+    if not isinstance(record, dict):
+        return f"record is a {type(record).__name__}, expected an object with named fields"
+    try:
+        _row(record, mapping, "")
+    except (ValueError, TypeError, RecursionError) as exc:
+        return str(exc) if not isinstance(exc, RecursionError) else "nested too deeply to read"
+    return None
+
+
+def rejection(bad: list[BadRow], total: int, file: str) -> DataError:
+    """The error for a file with bad rows: every row number (the first MAX_LISTED with their problem)."""
+    hint = " (or choose 'keep the good rows' to import the others and list these)"
+    if len(bad) == 1:
+        return DataError(bad[0].problem + hint, file=file, record=bad[0].record)
+    listed = "; ".join(f"record {b.record}: {b.problem}" for b in bad[:MAX_LISTED])
+    more = f"; and {len(bad) - MAX_LISTED} more" if len(bad) > MAX_LISTED else ""
+    return DataError(f"{len(bad)} of {total} records are unusable: {listed}{more}{hint}", file=file)
+
+
+def split_bad(numbered: list[tuple[int, Any]], mapping: ColumnMapping) -> tuple[list[tuple[int, dict]], list[BadRow]]:
+    """(good (number, record) pairs, bad rows) under `mapping`."""
+    good, bad = [], []
+    for number, record in numbered:
+        problem = row_problem(record, mapping)
+        if problem is None:
+            good.append((number, record))
+        else:
+            bad.append(BadRow(number, problem))
+    return good, bad
 
 
 def records_to_frame(records: list[dict], mapping: ColumnMapping | None, *, file: str,
@@ -189,26 +332,94 @@ def records_to_frame(records: list[dict], mapping: ColumnMapping | None, *, file
     return apply_mapping(records, mapping, file=file, stem=stem), mapping
 
 
+def load_file_report(path: Path, mapping: ColumnMapping | None = None, *,
+                     keep_good: bool = False) -> tuple[pd.DataFrame, ColumnMapping, list[BadRow]]:
+    """Canonical DataFrame, the mapping used and the bad rows. By default any bad row rejects the file with a
+    DataError listing the bad row numbers; `keep_good=True` keeps the good rows and returns the bad ones."""
+    path = Path(path)
+    parse_bad: list[tuple[int, str]] | None = [] if keep_good else None
+    numbered = list(iter_records(path, parse_bad))
+    if not numbered and not parse_bad:
+        raise DataError("no records found", file=str(path))
+    dicts = [r for _, r in numbered if isinstance(r, dict)]
+    if mapping is None:
+        if not dicts:
+            number, first = numbered[0] if numbered else (1, None)
+            raise DataError(f"record is a {type(first).__name__}, expected an object with named fields",
+                            file=str(path), record=number)
+        mapping = detect_mapping(columns_of(dicts), dicts[:DETECT_SAMPLE], file=str(path))
+    _check_mapping(mapping, columns_of(dicts), str(path))  # a wrong mapping is the file's problem, not a row's
+    good, bad = split_bad(numbered, mapping)
+    bad = sorted(bad + [BadRow(n, p) for n, p in (parse_bad or [])], key=lambda b: b.record)
+    if bad and not keep_good:
+        raise rejection(bad, len(numbered), str(path))
+    if not good:
+        raise rejection(bad, len(numbered) + len(parse_bad or []), str(path)) if bad else \
+            DataError("no records found", file=str(path))
+    stem = path.name[: -len(file_type(path))]
+    frame = apply_mapping([r for _, r in good], mapping, file=str(path), stem=stem)
+    if bad and frame["id"].tolist() == [f"{stem}-{i:05d}" for i in range(len(good))]:
+        frame["id"] = [f"{stem}-{n - 1:05d}" for n, _ in good]  # generated ids keep the record's place in the file
+    return frame, mapping, bad
+
+
 def load_file(path: Path, mapping: ColumnMapping | None = None) -> tuple[pd.DataFrame, ColumnMapping]:
     """Canonical DataFrame and the mapping used (detected when `mapping` is None)."""
-    path = Path(path)
-    return records_to_frame(read_records(path), mapping, file=str(path), stem=path.stem)
+    frame, used, _ = load_file_report(path, mapping)
+    return frame, used
 
 
 # ---------------------------------------------------------------- uploads
 
 
-def load_upload(filename: str, data: bytes, uploads_dir: Path, max_bytes: int = MAX_UPLOAD_BYTES) -> Path:
-    """Save an uploaded file under a sanitized name in `uploads_dir` (atomically) and return its path."""
+def load_upload(filename: str, data: bytes | IO[bytes], uploads_dir: Path, max_bytes: int = MAX_UPLOAD_BYTES) -> Path:
+    """Save an uploaded file under a sanitized name in `uploads_dir` and return its path. `data` is bytes or a
+    binary file object (copied in blocks). The file appears atomically and never replaces another upload: a second
+    upload of the same name (another tab, another user) gets '-2', '-3', … before its extension."""
     name = safe_filename(filename)
-    if len(data) > max_bytes:
-        raise DataError(f"the upload is {len(data) / 2**20:.1f} MiB, over the {max_bytes / 2**20:.1f} MiB limit",
+    size = len(data) if isinstance(data, bytes | bytearray) else _stream_size(data)
+    if size > max_bytes:
+        raise DataError(f"the upload is {size / 2**20:.1f} MiB, over the {max_bytes / 2**20:.1f} MiB limit",
                         file=name)
-    if not data.strip():
+    if size == 0:
         raise DataError("file is empty", file=name)
-    target = Path(uploads_dir) / name
-    atomic_write_bytes(target, data)
-    return target
+    folder = Path(uploads_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            if isinstance(data, bytes | bytearray):
+                fh.write(data)
+            else:
+                data.seek(0)
+                shutil.copyfileobj(data, fh, 2**20)
+            fh.flush()
+            os.fsync(fh.fileno())
+        return _link_unique(Path(tmp), folder, name)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _stream_size(fh: IO[bytes]) -> int:
+    fh.seek(0, os.SEEK_END)
+    size = fh.tell()
+    fh.seek(0)
+    return size
+
+
+def _link_unique(tmp: Path, folder: Path, name: str) -> Path:
+    """Hard-link `tmp` to the first free name among name, name-2, name-3, … (link fails if the name exists, so
+    two concurrent uploads can never take the same one)."""
+    ext = file_type(name)
+    stem = name[: -len(ext)]
+    for n in range(1, 10_000):
+        target = folder / (name if n == 1 else f"{stem}-{n}{ext}")
+        try:
+            os.link(tmp, target)
+            return target
+        except FileExistsError:
+            continue
+    raise DataError("too many uploads of this name: clear the uploads folder", file=name)
 
 
 # ---------------------------------------------------------------- Hugging Face
@@ -256,7 +467,7 @@ def _pick_split(loaded: Any, split: str | None, dataset_id: str) -> tuple[Any, s
 def fetch_hf_records(dataset_id: str, *, split: str | None = None,
                      config: str | None = None) -> tuple[list[dict], str]:
     """Records of one split of a Hub dataset, and the split's name. Never runs remote code."""
-    if not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", dataset_id or ""):
+    if not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", dataset_id or "") or ".." in dataset_id:
         raise DataError("not a Hugging Face dataset id (expected 'owner/name')", file=dataset_id or "(empty)")
     import datasets
 
