@@ -25,8 +25,10 @@ from dgr_core.data.schema import ColumnMapping, DatasetInfo
 from dgr_core.data.shapes import MAPPED_FIELDS
 from dgr_core.data.store import DatasetStore
 from dgr_core.errors import DataError, DGRError
+from dgr_core.models.loading import DEMO_ALIASES
 from dgr_core.scoring.api import ScoreConfig
 from dgr_core.scoring.job import MODES
+from dgr_core.security import ROOTS_ENV, check_import_path, data_roots
 from dgr_core.workspace import Workspace
 from dgr_ui import audit_view as AV
 from dgr_ui.charts import label_bar, length_histogram
@@ -75,6 +77,15 @@ def mapping_override() -> ColumnMapping | None:
     return ColumnMapping(shape="custom", **values)
 
 
+def show_bad_rows(info: DatasetInfo) -> None:
+    """The rows a keep-the-good-rows import left out, with their problem (never silent)."""
+    n_bad = info.extra.get("n_bad_rows", 0)
+    if n_bad:
+        st.warning(f"{n_bad} bad rows were left out (the first {len(info.extra['bad_rows'])} are listed below and "
+                   "in the dataset's meta.json).")
+        st.dataframe(pd.DataFrame(info.extra["bad_rows"]), hide_index=True, height=200)
+
+
 def run_import(store: DatasetStore, default_name: str, do: Callable[[str, ColumnMapping | None], DatasetInfo],
                mapping: ColumnMapping | None) -> None:
     """Import under the chosen (sanitized) name; refuses to replace an existing dataset unless asked."""
@@ -89,25 +100,35 @@ def run_import(store: DatasetStore, default_name: str, do: Callable[[str, Column
         return
     st.success(f"Imported **{info.name}**: {info.n_rows} rows, shape `{info.mapping.get('shape', '?')}`, "
                f"think status {info.think_counts}.")
+    show_bad_rows(info)
     st.session_state[SELECTED] = info.name
+
+
+def keep_good() -> bool:
+    return bool(st.session_state.get("ds_keep_good"))
 
 
 def upload_tab(store: DatasetStore, mapping: ColumnMapping | None) -> None:
     up = st.file_uploader(f"File ({', '.join(SUPPORTED_EXTENSIONS)}; at most {MAX_UPLOAD_BYTES // 2**20} MiB)",
-                          type=[e.lstrip(".") for e in SUPPORTED_EXTENSIONS], key="ds_upload")
+                          type=sorted({e.rsplit(".", 1)[-1] for e in SUPPORTED_EXTENSIONS}), key="ds_upload")
     if st.button("Import upload", key="ds_import_upload", disabled=up is None) and up is not None:
         def do(name: str, m: ColumnMapping | None) -> DatasetInfo:
-            path = load_upload(up.name, up.getvalue(), store.ws.uploads)
-            return store.import_file(path, name, m)
+            path = load_upload(up.name, up, store.ws.uploads)  # copied in blocks: no second copy in memory
+            return store.import_file(path, name, m, keep_good=keep_good())
 
         run_import(store, Path(up.name).stem, do, mapping)
 
 
 def path_tab(store: DatasetStore, mapping: ColumnMapping | None) -> None:
     path = st.text_input("Path on this machine", key="ds_path", placeholder="/data/STAR-1.json").strip()
+    roots = data_roots(store.ws)
+    st.caption("Files inside the data roots only: " + ", ".join(f"`{r}`" for r in roots) + f" (set {ROOTS_ENV} to "
+               "change them; `dgr datasets import PATH` on the command line reads any file you can).")
     if st.button("Import from path", key="ds_import_path", disabled=not path):
-        run_import(store, Path(path).stem, lambda name, m: store.import_file(Path(path).expanduser(), name, m),
-                   mapping)
+        def do(name: str, m: ColumnMapping | None) -> DatasetInfo:
+            return store.import_file(check_import_path(Path(path), roots), name, m, keep_good=keep_good())
+
+        run_import(store, Path(path).name.split(".")[0] or "dataset", do, mapping)
 
 
 def hub_tab(store: DatasetStore, mapping: ColumnMapping | None) -> None:
@@ -155,6 +176,8 @@ def import_section(store: DatasetStore, expanded: bool) -> None:
                            help="Default: the file name, or the Hub name and split. Sanitized to letters, digits, "
                                 ". _ -")
         cols[1].checkbox("Replace a dataset of that name", key="ds_replace")
+        st.checkbox("Keep the good rows and list the bad ones (off: any bad row rejects the file, naming each)",
+                    key="ds_keep_good")
         mapping = mapping_override()
         tabs = st.tabs(["Upload", "Path", "Hugging Face", "Presets", "Demo data"])
         with tabs[0]:
@@ -172,9 +195,24 @@ def import_section(store: DatasetStore, expanded: bool) -> None:
 # ---------------------------------------------------------------- browse
 
 
+def tokenizer_allowed(ref: str, backend: str) -> bool:
+    """The embedded demo (and the fake backend) load at once; any other model's tokenizer only after a click, so
+    typing a path into the sidebar never loads files from it as the page draws."""
+    approved = st.session_state.setdefault("ds_tokenizers_ok", set())
+    if backend == "fake" or ref in DEMO_ALIASES or ref in approved:
+        return True
+    st.info(f"Token lengths need the tokenizer of `{ref}`.")
+    if st.button("Load this tokenizer", key="ds_load_tokenizer"):
+        approved.add(ref)
+        return True
+    return False
+
+
 def lengths_for(ws: Workspace, info: DatasetInfo, df: pd.DataFrame) -> pd.DataFrame | None:
     """Token lengths under the sidebar's target model (cached on disk); None with a warning if unavailable."""
     spec, backend = current_model(), current_backend()
+    if not tokenizer_allowed(spec.ref, backend):
+        return None
     try:
         tok = _tokenizer(spec.ref, spec.revision, spec.trust_remote_code, backend, str(ws.root))
         with st.spinner(f"Counting tokens of {info.name}…"):
