@@ -69,7 +69,10 @@ def render_status(run_dir: Path, key: str) -> str:
         with st.expander("Log"):
             st.code(manager.log_tail(run_dir), language="text")
     if state in ("failed", "cancelled") and st.button("Resume", key=f"resume-{key}-{run_dir.name}"):
-        manager.resume(run_dir)
+        try:  # another tab (or a double click) may have resumed it since this was drawn
+            manager.resume(run_dir)
+        except DGRError as exc:
+            st.warning(str(exc))
     return state
 
 

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from dgr_core.jobs.proc import identity
 from dgr_core.jobs.spec import utc_now
 from dgr_core.workspace import Workspace, append_jsonl, atomic_write_json, read_json
 
@@ -25,7 +26,7 @@ class JobContext:
     def set_status(self, state: str, **fields: Any) -> None:
         path = self.run_dir / STATUS_FILE
         current = read_json(path) if path.is_file() else {}
-        current.update(fields, state=state, updated_at=utc_now(), pid=os.getpid())
+        current.update(fields, state=state, updated_at=utc_now(), pid=os.getpid(), pid_identity=identity(os.getpid()))
         atomic_write_json(path, current)
 
     def progress(self, event: dict[str, Any]) -> None:

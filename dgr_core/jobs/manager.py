@@ -10,12 +10,15 @@ Streamlit rerun or a closed browser tab never kills them and cancel can signal t
 
 from __future__ import annotations
 
+import fcntl
 import json
+import logging
 import os
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,12 +26,19 @@ from pathlib import Path
 from typing import Any
 
 from dgr_core.errors import DGRError
+from dgr_core.jobs import proc
 from dgr_core.jobs.context import CANCEL_FILE, LOG_FILE, PROGRESS_FILE, RESULT_FILE, STATUS_FILE
 from dgr_core.jobs.kinds import get_kind
+from dgr_core.jobs.proc import identity
 from dgr_core.jobs.spec import SPEC_FILE, JobSpec, write_spec
 from dgr_core.workspace import Workspace, atomic_write_json, read_json
 
 FINAL = ("done", "failed", "cancelled")
+ACTIVE = ("queued", "waiting", "running")
+WORKER_FILE = "worker.json"  # the launcher's record of the worker: pid and identity
+CANCEL_GRACE_S = 10.0  # seconds a cancelled job has to stop by itself before its process group is killed
+_LAUNCHED: dict[str, subprocess.Popen] = {}
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -68,17 +78,27 @@ def create_run(ws: Workspace, kind: str, config: dict[str, Any], name: str = "")
 
 
 def start(run_dir: Path) -> int:
-    """Start the worker process for a run folder; returns its pid."""
-    (Path(run_dir) / CANCEL_FILE).unlink(missing_ok=True)
-    with open(Path(run_dir) / LOG_FILE, "a", encoding="utf-8") as log:
-        proc = subprocess.Popen(
+    """Start the worker process for a run folder; returns its pid.
+
+    The status is reset to queued *before* the worker starts, and the launcher's pid goes to its own file
+    (worker.json), never into status.json: the worker owns status.json from its first line on, so a worker that
+    fails at once cannot have its failure overwritten by the launcher."""
+    run_dir = Path(run_dir)
+    (run_dir / CANCEL_FILE).unlink(missing_ok=True)
+    (run_dir / WORKER_FILE).unlink(missing_ok=True)
+    status = read_json(run_dir / STATUS_FILE) if (run_dir / STATUS_FILE).is_file() else {}
+    dropped = ("pid", "pid_identity", "error", "traceback", "finished_at")
+    atomic_write_json(run_dir / STATUS_FILE, {**{k: v for k, v in status.items() if k not in dropped},
+                                              "state": "queued"})
+    with open(run_dir / LOG_FILE, "a", encoding="utf-8") as log:
+        child = subprocess.Popen(
             [sys.executable, "-m", "dgr_core.jobs", "run", str(run_dir)],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True, env=_worker_env(),
         )
-    status = read_json(Path(run_dir) / STATUS_FILE)
-    atomic_write_json(Path(run_dir) / STATUS_FILE, {**status, "state": "queued", "pid": proc.pid})
-    return proc.pid
+    atomic_write_json(run_dir / WORKER_FILE, {"pid": child.pid, "pid_identity": identity(child.pid)})
+    _LAUNCHED[str(run_dir)] = child  # reaped by status(): a finished child never lingers as a zombie
+    return child.pid
 
 
 WORKER_ENV_DEFAULTS = {
@@ -98,37 +118,55 @@ def _worker_env() -> dict[str, str]:
 
 
 def submit(ws: Workspace, kind: str, config: dict[str, Any], name: str = "") -> Path:
+    """Create the run folder and start its worker."""
     run_dir = create_run(ws, kind, config, name)
     start(run_dir)
     return run_dir
 
 
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
+def _worker(run_dir: Path, st: dict[str, Any]) -> tuple[int | None, str | None]:
+    """(pid, identity) of the run's worker: what the worker recorded in status.json, else what the launcher
+    recorded in worker.json (the worker may not have written its first status yet)."""
+    if st.get("pid"):
+        return st["pid"], st.get("pid_identity")
+    path = Path(run_dir) / WORKER_FILE
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (finished child not yet reaped) counts as dead.
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
+        rec = read_json(path) if path.is_file() else {}
+    except ValueError:
+        rec = {}
+    return rec.get("pid"), rec.get("pid_identity")
+
+
+def _reap(run_dir: Path) -> None:
+    proc = _LAUNCHED.get(str(run_dir))
+    if proc is not None and proc.poll() is not None:
+        _LAUNCHED.pop(str(run_dir), None)
 
 
 def status(run_dir: Path) -> dict[str, Any]:
-    """status.json, with a dead worker in a non-final state reported as failed (crashed, e.g. killed for memory)."""
-    path = Path(run_dir) / STATUS_FILE
-    st = read_json(path) if path.is_file() else {"state": "unknown"}
-    if st.get("state") in ("queued", "waiting", "running") and st.get("pid") and not _alive(st["pid"]):
-        st = {**st, "state": "failed", "error": st.get("error") or
-              "The job process died without finishing (killed, or out of memory). Resume it to continue: "
-              "finished chunks are kept."}
-    return st
+    """status.json, with a worker that is gone while the run is not final reported as failed ("the job process
+    died"), or cancelled when a cancel flag is there (it was stopped by force). A pid whose identity (start time)
+    no longer matches is gone too: after a reboot that pid may be anyone."""
+    run_dir = Path(run_dir)
+    _reap(run_dir)
+    path = run_dir / STATUS_FILE
+    try:
+        st = read_json(path) if path.is_file() else {"state": "unknown"}
+    except ValueError:
+        st = {"state": "unknown", "error": "status.json is unreadable"}
+    if st.get("state") not in ACTIVE:
+        return st
+    pid, ident = _worker(run_dir, st)
+    if pid is None or proc.alive(pid, ident):
+        return st
+    st = read_json(path) if path.is_file() else st  # the worker may have written its final state just now
+    if st.get("state") not in ACTIVE:
+        return st
+    if (run_dir / CANCEL_FILE).exists():
+        return {**st, "state": "cancelled", "error": st.get("error") or "Cancelled (stopped by force)."}
+    return {**st, "state": "failed", "error": st.get("error") or
+            "The job process died without finishing (killed, or out of memory). Resume it to continue: "
+            "finished chunks are kept."}
 
 
 def progress_events(run_dir: Path, last: int | None = None) -> list[dict[str, Any]]:
@@ -150,24 +188,58 @@ def log_tail(run_dir: Path, n: int = 40) -> str:
     return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-n:]) if path.is_file() else ""
 
 
-def cancel(run_dir: Path) -> None:
-    """Flag file first (the job checks it between batches), then SIGTERM to the job's process group."""
-    (Path(run_dir) / CANCEL_FILE).touch()
-    pid = status(run_dir).get("pid")
-    if pid and _alive(pid):
-        try:
-            os.killpg(os.getpgid(pid), signal.SIGTERM)
-        except (ProcessLookupError, PermissionError):
-            pass
+def _signal_group(pid: int, ident: str | None, sig: int) -> bool:
+    """Signal the worker's process group, only if the pid is still our worker (identity checked)."""
+    if not proc.alive(pid, ident):
+        return False
+    try:
+        os.killpg(pid, sig)  # start_new_session: the worker leads its own group, pgid == pid
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def cancel(run_dir: Path, grace_s: float = CANCEL_GRACE_S, block: bool = False) -> None:
+    """Flag file first (the job checks it between batches), then SIGTERM to the job's process group, then
+    SIGKILL to the group if it is still there after `grace_s` (native work - a model load, a long generate, a
+    UMAP - never looks at the flag). `block=False` escalates from a background thread (the app); the worker
+    also escalates on its own (see worker.py), so a cancel from a process that exits at once still ends it."""
+    run_dir = Path(run_dir)
+    (run_dir / CANCEL_FILE).touch()
+    st = status(run_dir)
+    if st.get("state") not in ACTIVE:
+        return
+    pid, ident = _worker(run_dir, st)
+    if not pid or not _signal_group(pid, ident, signal.SIGTERM):
+        return
+    if block:
+        _escalate(run_dir, pid, ident, grace_s)
+    else:
+        threading.Thread(target=_escalate, args=(run_dir, pid, ident, grace_s), daemon=True).start()
+
+
+def _escalate(run_dir: Path, pid: int, ident: str | None, grace_s: float) -> None:
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        _reap(run_dir)
+        if not proc.alive(pid, ident):
+            return
+        time.sleep(0.1)
+    if _signal_group(pid, ident, signal.SIGKILL):
+        log.warning("Run %s ignored SIGTERM for %.0f s: killed its process group", Path(run_dir).name, grace_s)
 
 
 def resume(run_dir: Path) -> int:
-    """Start a finished-with-failure or cancelled run again: its kind reuses cached chunks / finished samples."""
-    st = status(run_dir)
-    if st.get("state") in ("queued", "waiting", "running"):
-        raise DGRError(f"Run {Path(run_dir).name} is still {st['state']}.")
-    (Path(run_dir) / RESULT_FILE).unlink(missing_ok=True)
-    return start(run_dir)
+    """Start a failed or cancelled run again: its kind reuses cached chunks / finished samples. Two resumes of
+    one run at once (two tabs, a double click) start one worker: the second gets a DGRError."""
+    run_dir = Path(run_dir)
+    with open(run_dir / ".resume.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        st = status(run_dir)
+        if st.get("state") in ACTIVE:
+            raise DGRError(f"Run {run_dir.name} is still {st['state']}: nothing to resume.")
+        (run_dir / RESULT_FILE).unlink(missing_ok=True)
+        return start(run_dir)
 
 
 def wait(run_dir: Path, timeout: float = 600, poll: float = 0.25) -> dict[str, Any]:

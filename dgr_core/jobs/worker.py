@@ -3,7 +3,8 @@
 Order of events: validate the spec (a malformed spec fails here, before any model loads); take the device lock if
 the kind uses a model (status "waiting" while another model job holds it); run; write `result.json` last and the
 final status. SIGTERM (what cancel sends) sets the cancel flag so the job stops at its next check and keeps what
-it finished. Any exception becomes a failed status with the error message and the end of the traceback.
+it finished; a watchdog thread kills the job's process group if it has not stopped `CANCEL_GRACE_S` after the flag
+appeared (native work never checks it). Any exception becomes a failed status with the error message and the end of the traceback.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 from contextlib import contextmanager
@@ -23,6 +25,8 @@ from dgr_core.jobs.context import CANCEL_FILE, LOG_FILE, JobContext
 from dgr_core.jobs.kinds import get_kind
 from dgr_core.jobs.spec import load_spec, utc_now
 from dgr_core.workspace import Workspace
+
+CANCEL_GRACE_S = 10.0  # DGR_CANCEL_GRACE_S overrides: seconds between a cancel and the SIGKILL
 
 log = logging.getLogger("dgr_core.jobs")
 
@@ -58,10 +62,29 @@ def device_lock(ws: Workspace, ctx: JobContext):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def _watchdog(run_dir: Path, grace_s: float) -> None:
+    """Once the cancel flag appears, give the job `grace_s` to stop between batches; if it is still running then
+    (stuck in native code that never looks at the flag), record "cancelled" and SIGKILL this process (its group
+    when it leads one, as a manager-started worker does, so helpers it started go too)."""
+    flag = run_dir / CANCEL_FILE
+    while not flag.exists():
+        time.sleep(0.5)
+    time.sleep(grace_s)
+    try:
+        JobContext(run_dir, Workspace.default()).set_status("cancelled", error="Cancelled (stopped by force after "
+                                                            f"{grace_s:.0f} s).", finished_at=utc_now())
+    finally:
+        if os.getpgrp() == os.getpid():
+            os.killpg(os.getpgrp(), signal.SIGKILL)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def run(run_dir: Path) -> int:
     run_dir = Path(run_dir).resolve()
     _setup_logging(run_dir)
     signal.signal(signal.SIGTERM, lambda *_: (run_dir / CANCEL_FILE).touch())
+    grace = float(os.environ.get("DGR_CANCEL_GRACE_S", CANCEL_GRACE_S))
+    threading.Thread(target=_watchdog, args=(run_dir, grace), daemon=True, name="cancel-watchdog").start()
     try:
         spec = load_spec(run_dir)
     except DGRError as exc:
