@@ -139,6 +139,17 @@ def kill_group(run_dir: Path) -> bool:
     return True
 
 
+def wait_progress(run_dir: Path, timeout: float) -> None:
+    """Until the worker has appended two progress events with a count (`done`) since now, or the run ended."""
+    seen = len(manager.progress_events(run_dir))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and manager.status(run_dir)["state"] not in manager.FINAL:
+        fresh = manager.progress_events(run_dir)[seen:]
+        if sum(e.get("done") is not None for e in fresh) >= 2:
+            return
+        time.sleep(0.1)
+
+
 def wait_final(run_dir: Path, timeout: float) -> tuple[str, float]:
     start = time.monotonic()
     st = manager.wait(run_dir, timeout=timeout, poll=0.1)
@@ -151,7 +162,11 @@ def chaos_run(kind: str, cfg: dict[str, Any], kills: int, ref_s: float, rng: ran
     landed = missed = torn = shown_failed = 0
     phases: list[str] = []
     while landed < kills:
-        time.sleep(rng.uniform(0.3, max(0.6, ref_s)))
+        if landed % 2 == 0:  # anywhere: imports, model load, work, writing
+            time.sleep(rng.uniform(0.3, max(0.6, ref_s)))
+        else:  # in the middle of the work: after the resumed worker reported progress
+            wait_progress(run_dir, timeout=ref_s * 3)
+            time.sleep(rng.uniform(0.0, 1.5))
         st = manager.status(run_dir)
         if st["state"] in manager.FINAL:  # finished before the kill: start the work over in a fresh run folder
             missed += 1
