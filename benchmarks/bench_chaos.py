@@ -47,6 +47,10 @@ DATASET = "chaos"
 # Fields that differ between any two runs (wall-clock times, speeds, the run's own id and folder): left out.
 VOLATILE = {"t", "time", "created_at", "finished_at", "started_at", "updated_at", "model_ref", "output"}
 VOLATILE_SUFFIXES = ("seconds", "_s", "_per_s")
+# Counts of the work the *last* process did (the rest came from what earlier processes finished): they must differ
+# after a resume. The work itself (caches, generations, weights, outputs) is compared in full.
+HISTORY = {"cache_hits", "computed", "n_generated", "resumed_from_epoch", "n_reused", "reused", "skipped",
+           "n_skipped", "resumed", "n_resumed"}
 
 
 def configs(model: str) -> dict[str, dict[str, Any]]:
@@ -94,7 +98,7 @@ def _files_digest(folder: Path, suffixes: tuple[str, ...]) -> dict[str, str]:
 def outcome(kind: str, ws: Workspace, run_dir: Path) -> dict[str, Any]:
     """What the run produced, without times: compared between the reference and the chaos run."""
     result = _clean(json.loads((run_dir / "result.json").read_text()))
-    for key in ("run", "run_id", "run_dir", "output_dir", "workspace"):
+    for key in ("run", "run_id", "run_dir", "output_dir", "workspace", *HISTORY):
         result.pop(key, None)
     out: dict[str, Any] = {"result": result}
     if kind == "score":
