@@ -324,19 +324,36 @@ def split_bad(numbered: list[tuple[int, Any]], mapping: ColumnMapping) -> tuple[
     return good, bad
 
 
+@contextlib.contextmanager
+def nesting_guard(file: str) -> Iterator[None]:
+    """A value nested thousands of levels deep (a chat column holding '[[[[…' as text, parsed while mapping) is a
+    DataError, not a RecursionError."""
+    try:
+        yield
+    except RecursionError:
+        raise DataError("a value is nested too deeply to read (thousands of levels of lists / objects)",
+                        file=file) from None
+
+
 def records_to_frame(records: list[dict], mapping: ColumnMapping | None, *, file: str,
                      stem: str | None = None) -> tuple[pd.DataFrame, ColumnMapping]:
     """Detect the mapping if none is given, then apply it."""
-    if mapping is None:
-        mapping = detect_mapping(columns_of(records), records[:DETECT_SAMPLE], file=file)
-    return apply_mapping(records, mapping, file=file, stem=stem), mapping
+    with nesting_guard(file):
+        if mapping is None:
+            mapping = detect_mapping(columns_of(records), records[:DETECT_SAMPLE], file=file)
+        return apply_mapping(records, mapping, file=file, stem=stem), mapping
 
 
 def load_file_report(path: Path, mapping: ColumnMapping | None = None, *,
                      keep_good: bool = False) -> tuple[pd.DataFrame, ColumnMapping, list[BadRow]]:
     """Canonical DataFrame, the mapping used and the bad rows. By default any bad row rejects the file with a
     DataError listing the bad row numbers; `keep_good=True` keeps the good rows and returns the bad ones."""
-    path = Path(path)
+    with nesting_guard(str(path)):
+        return _load_file_report(Path(path), mapping, keep_good)
+
+
+def _load_file_report(path: Path, mapping: ColumnMapping | None,
+                      keep_good: bool) -> tuple[pd.DataFrame, ColumnMapping, list[BadRow]]:
     parse_bad: list[tuple[int, str]] | None = [] if keep_good else None
     numbered = list(iter_records(path, parse_bad))
     if not numbered and not parse_bad:
