@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -447,20 +448,25 @@ def _env_offline() -> bool:
     return any(f.strip().lower() in TRUE_VALUES for f in flags)
 
 
+_OFFLINE_LOCK = threading.Lock()
+
+
 @contextlib.contextmanager
 def _offline_mode(offline: bool) -> Iterator[None]:
     """datasets and huggingface_hub read the offline flags once, at import. Re-apply them for this call so an
-    environment set later (a test, a page toggle) still prevents network retries."""
+    environment set later (a test, a page toggle) still prevents network retries. The flags are process-wide:
+    a lock keeps two sessions' calls from interleaving (one restoring "online" in the middle of the other)."""
     import datasets
     import huggingface_hub.constants as hub
 
-    saved = (datasets.config.HF_HUB_OFFLINE, hub.HF_HUB_OFFLINE)
-    if offline:
-        datasets.config.HF_HUB_OFFLINE = hub.HF_HUB_OFFLINE = True
-    try:
-        yield
-    finally:
-        datasets.config.HF_HUB_OFFLINE, hub.HF_HUB_OFFLINE = saved
+    with _OFFLINE_LOCK:
+        saved = (datasets.config.HF_HUB_OFFLINE, hub.HF_HUB_OFFLINE)
+        if offline:
+            datasets.config.HF_HUB_OFFLINE = hub.HF_HUB_OFFLINE = True
+        try:
+            yield
+        finally:
+            datasets.config.HF_HUB_OFFLINE, hub.HF_HUB_OFFLINE = saved
 
 
 def _fetch_error(dataset_id: str, exc: Exception) -> DataError:
