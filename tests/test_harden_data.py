@@ -135,3 +135,35 @@ def test_unsupported_and_extensionless_names(tmp_path):
         load_upload("x.tar.gz", b"x", tmp_path)
     with pytest.raises(DataError, match="unsupported file type"):
         load_upload(".jsonl.gz", b"x", tmp_path)  # the leading dot goes: 'jsonl.gz' has no supported extension
+
+
+def test_deep_nesting_inside_a_chat_column_is_a_named_error(tmp_path):
+    path = tmp_path / "chat.json"
+    path.write_text(json.dumps([{"messages": "[" * 5000 + "]" * 5000}]))
+    with pytest.raises(DataError, match="nested too deeply"):
+        load_file(path)
+    with pytest.raises(DataError, match="nested too deeply"):
+        DatasetStore(Workspace(tmp_path / "ws")).import_file(path)
+
+
+@pytest.mark.parametrize("broken", ["model", "added_tokens", "garbage"])
+def test_a_broken_tokenizer_is_a_model_load_error(tmp_path, tiny_model_dir, broken):
+    import shutil
+
+    from dgr_core.data.stats import load_tokenizer
+    from dgr_core.errors import ModelLoadError
+    from dgr_core.models.loading import ModelSpec, load_uncached
+
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, folder)
+    tok = folder / "tokenizer.json"
+    if broken == "garbage":
+        tok.write_text("{garbage")
+    else:
+        data = json.loads(tok.read_text())
+        data.pop(broken)
+        tok.write_text(json.dumps(data))
+    for load in (lambda: load_tokenizer(ModelSpec(str(folder)), "hf"),
+                 lambda: load_uncached(ModelSpec(str(folder), device="cpu"), Workspace(tmp_path / "ws"))):
+        with pytest.raises(ModelLoadError, match="Could not load"):
+            load()
