@@ -24,6 +24,7 @@ import json
 import os
 import platform
 import random
+import re
 import signal
 import sys
 import time
@@ -50,7 +51,8 @@ VOLATILE_SUFFIXES = ("seconds", "_s", "_per_s")
 # Counts of the work the *last* process did (the rest came from what earlier processes finished): they must differ
 # after a resume. The work itself (caches, generations, weights, outputs) is compared in full.
 HISTORY = {"cache_hits", "computed", "n_generated", "resumed_from_epoch", "n_reused", "reused", "skipped",
-           "n_skipped", "resumed", "n_resumed"}
+           "n_skipped", "resumed", "n_resumed", "run_id"}
+RUN_NAME = re.compile(r"\d{8}-\d{6}-[a-z0-9-]+-[0-9a-f]{8}")  # a run folder's name: differs between runs
 
 
 def configs(model: str) -> dict[str, dict[str, Any]]:
@@ -66,6 +68,11 @@ def configs(model: str) -> dict[str, dict[str, Any]]:
                   "train": {"epochs": 3, "batch_size": 2, "lora_r": 4, "max_length": 160}},
         "evaluate": {"model": spec, "backend": "hf", "benchmarks": ["arithmetic"], "limit": 8,
                      "arithmetic_levels": [1], "generation": {**gen, "max_new_tokens": 16, "batch_size": 2}},
+        # DGR in miniature at its smallest: refine 4, score both sets, train 2 samples x 1 epoch on each, evaluate
+        # the base and both trained models; its steps run inside the one demo process.
+        "demo": {"model": spec, "backend": "hf", "n_refine": 4, "n_train": 2, "epochs": 1,
+                 "refine_max_new_tokens": 24, "eval_max_new_tokens": 16, "batch_size": 2,
+                 "eval_limits": {"arithmetic": 4, "strongreject": 2}},
     }
 
 
@@ -84,9 +91,11 @@ def _clean(obj: Any) -> Any:
     """Drop wall-clock fields (times, speeds) recursively: everything else must match exactly."""
     if isinstance(obj, dict):
         return {k: _clean(v) for k, v in sorted(obj.items())
-                if k not in VOLATILE and not k.endswith(VOLATILE_SUFFIXES)}
+                if k not in VOLATILE and k not in HISTORY and not k.endswith(VOLATILE_SUFFIXES)}
     if isinstance(obj, list):
         return [_clean(v) for v in obj]
+    if isinstance(obj, str):
+        return RUN_NAME.sub("<run>", obj)
     return obj
 
 
@@ -97,7 +106,9 @@ def _files_digest(folder: Path, suffixes: tuple[str, ...]) -> dict[str, str]:
 
 def outcome(kind: str, ws: Workspace, run_dir: Path) -> dict[str, Any]:
     """What the run produced, without times: compared between the reference and the chaos run."""
-    result = _clean(json.loads((run_dir / "result.json").read_text()))
+    short_id = run_dir.name.rsplit("-", 1)[-1]  # names made from the run (the demo's datasets) carry it
+    raw = json.loads((run_dir / "result.json").read_text())
+    result = _clean(json.loads(json.dumps(raw).replace(short_id, "<id>")))
     for key in ("run", "run_id", "run_dir", "output_dir", "workspace", *HISTORY):
         result.pop(key, None)
     out: dict[str, Any] = {"result": result}
@@ -111,6 +122,9 @@ def outcome(kind: str, ws: Workspace, run_dir: Path) -> dict[str, Any]:
     elif kind == "train":
         out["loss"] = [_clean(r) for r in read_jsonl(run_dir / "loss.jsonl")]
         out["weights"] = _files_digest(run_dir, (".safetensors",))
+    elif kind == "demo":
+        out["refined"] = hashlib.sha256(DatasetStore(ws).load(raw["datasets"]["refined"])
+                                        .to_json(orient="records").encode()).hexdigest()[:16]
     elif kind == "evaluate":
         rows = [_clean(r) for r in read_jsonl(run_dir / "outputs.jsonl")]
         out["outputs"] = sorted(rows, key=lambda r: json.dumps(r, sort_keys=True))
