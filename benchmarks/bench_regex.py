@@ -85,6 +85,7 @@ def main() -> None:
     rows, worst = [], 0.0
     for pattern in PATTERNS:
         shown = pattern if len(pattern) <= 30 else f"{pattern[:12]}… ({len(pattern)} chars)"
+        shown = shown.replace("|", "\\|")  # a table cell
         cells = []
         for frame in frames.values():
             seconds, outcome, rate = timed_search(frame, pattern)
