@@ -20,6 +20,7 @@ import pandas as pd
 import regex
 
 from dgr_core.errors import DGRError
+from dgr_core.workspace import Workspace
 
 SEARCH_FIELDS = ("prompt", "reasoning", "answer")
 MAX_PATTERN_CHARS = 500
@@ -107,7 +108,7 @@ def _row_hit(pattern: regex.Pattern, values: tuple[Any, ...], deadline: float) -
     return False
 
 
-def search_dataset(ws: Any, name: str, text: str, *, regex: bool = False, case_sensitive: bool = False,
+def search_dataset(ws: Workspace, name: str, text: str, *, regex: bool = False, case_sensitive: bool = False,
                    fields: Sequence[str] = SEARCH_FIELDS, timeout: float = SEARCH_TIMEOUT_S) -> pd.DataFrame:
     """The rows of stored dataset `name` that match (all columns, original index kept)."""
     from dgr_core.data.store import DatasetStore

@@ -258,7 +258,8 @@ def _write_chunk(parts: _Parts, chunk: list[tuple[int, Any]], mapping: ColumnMap
     records = [r for _, r in good]
     parts.columns.update(dict.fromkeys(columns_of(records)))
     parts.numbers.extend(n for n, _ in good)
-    parts.id_values.extend(r.get(mapping.id) for r in records) if mapping.id else None
+    if mapping.id:
+        parts.id_values.extend(r.get(mapping.id) for r in records)
     target = parts.folder / f"part-{len(parts.files):05d}.parquet"
     pq.write_table(arrow_table(_chunk_frame(records, mapping, stem)), target)
     parts.files.append(target)
