@@ -83,7 +83,10 @@ def run(run_dir: Path) -> int:
     run_dir = Path(run_dir).resolve()
     _setup_logging(run_dir)
     signal.signal(signal.SIGTERM, lambda *_: (run_dir / CANCEL_FILE).touch())
-    grace = float(os.environ.get("DGR_CANCEL_GRACE_S", CANCEL_GRACE_S))
+    try:
+        grace = float(os.environ.get("DGR_CANCEL_GRACE_S", CANCEL_GRACE_S))
+    except ValueError:
+        grace = CANCEL_GRACE_S
     threading.Thread(target=_watchdog, args=(run_dir, grace), daemon=True, name="cancel-watchdog").start()
     try:
         spec = load_spec(run_dir)
