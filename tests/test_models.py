@@ -45,20 +45,21 @@ def test_run_reference_errors_name_the_run(ws):
 
 
 def test_offline_flag_set_after_hub_import_is_honoured(ws, monkeypatch):
-    """huggingface_hub reads HF_HUB_OFFLINE once, at import; a flag set later must still stop network retries."""
+    """huggingface_hub reads HF_HUB_OFFLINE once, at import; a flag set later must still stop network retries. It
+    is passed per call (local_files_only), never by flipping the process-wide flag that other sessions share."""
     import huggingface_hub.constants as hub
 
     monkeypatch.setattr(hub, "HF_HUB_OFFLINE", False)  # as if imported before the flag was set
     seen = []
 
-    def fetch(*_a, **_k):
-        seen.append(hub.HF_HUB_OFFLINE)
+    def fetch(*_a, **kw):
+        seen.append((kw.get("local_files_only"), hub.HF_HUB_OFFLINE))
         raise OSError("not cached")
 
     monkeypatch.setattr("transformers.AutoConfig.from_pretrained", fetch)
     with pytest.raises(ModelLoadError, match="offline mode"):
         resolve_model_path("some-org/some-model", ws)
-    assert seen == [True] and hub.HF_HUB_OFFLINE is False  # applied for the call, then restored
+    assert seen == [(True, False)]  # offline for this call only; the global flag never moved
 
 
 def test_device_and_dtype_are_chosen_automatically(monkeypatch):
