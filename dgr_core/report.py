@@ -24,16 +24,17 @@ import html
 import json
 import threading
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
-from typing import Any
+from typing import Any, ClassVar
 
 import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.subplots import make_subplots
 
+from dgr_core.config import Config
 from dgr_core.data.store import DatasetStore
 from dgr_core.errors import DGRError
 from dgr_core.jobs.spec import SPEC_FILE
@@ -211,8 +212,10 @@ def export_figure(fig: go.Figure, fmt: str, *, width: int = 1200, height: int = 
 
 
 @dataclass
-class ReportOptions:
+class ReportOptions(Config):
     """What goes into the report; saved in it, so a report says how it was made."""
+
+    section: ClassVar[str] = "report"
 
     title: str = "DGR Lens — safety tax"
     notes: str = ""  # free text shown under the title
@@ -226,13 +229,6 @@ class ReportOptions:
     budget: bool = True  # the data-budget curve
     datasets: bool = True  # dataset fingerprints
     configs: bool = True  # job.json of every run used
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ReportOptions:
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
 STYLE = """

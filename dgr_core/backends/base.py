@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
 
+from dgr_core.config import Config
 from dgr_core.errors import DGRError
 from dgr_core.models.loading import ModelSpec
 from dgr_core.scoring.engine import BatchStats, TokenScores
@@ -14,21 +15,16 @@ from dgr_core.workspace import Workspace
 
 
 @dataclass(frozen=True)
-class GenerationConfig:
+class GenerationConfig(Config):
     """Decoding settings; recorded beside every generated output."""
+
+    section: ClassVar[str] = "generation"
 
     max_new_tokens: int = 256  # a response still going at this limit is marked finish_reason="length"
     temperature: float = 0.0  # 0 = greedy
     top_p: float = 1.0
     seed: int = 0
     batch_size: int = 8  # prompts per generate() call (transformers backend)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> GenerationConfig:
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
 @dataclass

@@ -19,10 +19,11 @@ import json
 import logging
 import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from dgr_core.config import Config
 from dgr_core.errors import ModelLoadError
 from dgr_core.workspace import Workspace, atomic_write_bytes
 
@@ -35,21 +36,16 @@ RUN_PREFIX = "run:"  # ModelSpec("run:<run id>"): the model a finished train run
 
 
 @dataclass(frozen=True)
-class ModelSpec:
+class ModelSpec(Config):
     """Which model to load and how."""
+
+    section: ClassVar[str] = "model"
 
     ref: str = DEMO_MODEL  # "demo", a local folder, or a Hugging Face id
     revision: str | None = None  # hub revision (branch, tag or commit); ignored for local folders
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", "mps"
     dtype: str = "auto"  # "auto" picks bfloat16 where supported, else float32
     trust_remote_code: bool = False  # never on unless the user asks
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ModelSpec:
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
 @dataclass

@@ -16,9 +16,10 @@ the job counts. The codes and what they mean are in `REASONS`.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
+from typing import ClassVar
 
+from dgr_core.config import Config
 from dgr_core.data.schema import THINK_EMPTY, THINK_MISSING, THINK_UNCLOSED
 from dgr_core.data.think import join_think
 from dgr_core.evaluate.refusal import detect_refusal
@@ -49,8 +50,10 @@ REASONS = {
 
 
 @dataclass(frozen=True)
-class FilterConfig:
+class FilterConfig(Config):
     """Which rewrites are kept. A rewrite failing any check falls back to the original sample."""
+
+    section: ClassVar[str] = "filters"
 
     expect_think: bool = True  # require a closed, non-empty <think> block (turn off for non-reasoning models)
     min_length_ratio: float = 0.2  # rewrite chars / original chars, lower bound (0 = none)
@@ -58,13 +61,6 @@ class FilterConfig:
     max_repeat_share: float = 0.5  # share of repeated word 4-grams above which a rewrite is degenerate
     refusal_must_match: bool = True  # same refusal decision (keyword detector) on original and rewrite
     judge: str = KEYWORDS  # "keywords" (no model) or a HF id / folder of a Llama-Guard-style safety judge
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> FilterConfig:
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
     @property
     def uses_judge_model(self) -> bool:

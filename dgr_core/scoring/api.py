@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
+from dgr_core.config import Config
 from dgr_core.errors import DataError, JobCancelled
 from dgr_core.models.loading import ModelSpec
 from dgr_core.render import RENDER_VERSION
@@ -34,8 +35,10 @@ Progress = Callable[[dict[str, Any]], None]
 
 
 @dataclass
-class ScoreConfig:
+class ScoreConfig(Config):
     """How to score. Fields marked (key) change the output and go into the cache key."""
+
+    section: ClassVar[str] = "score"
 
     model: ModelSpec = field(default_factory=ModelSpec)  # (key, through its identity) the target model
     backend: str = "hf"  # (key) "hf", "vllm" or "fake"
@@ -49,18 +52,6 @@ class ScoreConfig:
 
     def render_config(self) -> RenderConfig:
         return RenderConfig(self.mode, self.think_open, self.think_close, self.max_length)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["model"] = self.model.to_dict()
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ScoreConfig:
-        d = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        if isinstance(d.get("model"), dict):
-            d["model"] = ModelSpec.from_dict(d["model"])
-        return cls(**d)
 
 
 def op_meta(identity: dict[str, Any], cfg: ScoreConfig) -> dict[str, Any]:
