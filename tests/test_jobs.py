@@ -53,7 +53,11 @@ def no_model(monkeypatch):
     def boom(*a, **k):
         raise AssertionError("a model was loaded")
 
+    base.available_backends()  # import the backends first: patched names must not stay bound in them afterwards
+    import dgr_core.backends.hf as hf
+
     monkeypatch.setattr(loading, "load_model", boom)
+    monkeypatch.setattr(hf, "load_model", boom)
     monkeypatch.setattr(base, "get_backend", boom)
 
 
@@ -69,9 +73,19 @@ def _write_raw_spec(ws, name: str, raw) -> os.PathLike:
     ({"config": {}}, "missing field(s) kind"),
     ({"kind": "score", "config": []}, "'config' must be an object"),
     ({"kind": "nope", "config": {}}, "nope"),
-    ({"kind": "score", "config": {"dataset": ""}}, "'dataset'"),
+    ({"kind": "score", "config": {"dataset": ""}}, "config.dataset"),
     ({"kind": "score", "config": {"dataset": "d", "score": {"backend": "quantum"}}}, "unknown backend"),
-    ({"kind": "score", "config": {"dataset": "d", "score": {"bogus_field": 1}}}, "bad 'score' settings"),
+    ({"kind": "score", "config": {"dataset": "d", "score": {"bogus_field": 1}}}, "config.score.bogus_field"),
+    # every kind: an unknown key or a wrong type fails naming the field, before any model loads
+    ({"kind": "score", "config": {"dataset": "d", "typo": 1}}, "unknown key(s) config.typo"),
+    ({"kind": "score", "config": {"dataset": "d", "score": {"max_length": "64"}}}, "config.score.max_length"),
+    ({"kind": "train", "config": {"dataset": "d", "subset": {"nn": 3}}}, "config.subset.nn"),
+    ({"kind": "refine", "config": {"dataset": "d", "generation": {"temprature": 1}}},
+     "config.generation.temprature"),
+    ({"kind": "evaluate", "config": {"model": {"ref": "demo", "revison": "x"}}}, "config.model.revison"),
+    ({"kind": "demo", "config": {"n_refin": 3}}, "config.n_refin"),
+    ({"kind": "project", "config": {"datasets": ["a"], "methd": "pca"}}, "config.methd"),
+    ({"kind": "embed_sentences", "config": {"datasets": ["a"], "column": "text"}}, "config.column"),
 ])
 def test_malformed_spec_fails_before_any_model_is_loaded(data_ws, no_model, raw, needle):
     run_dir = _write_raw_spec(data_ws, "bad", raw)
@@ -99,10 +113,13 @@ def test_crash_becomes_failed_with_error_and_traceback(data_ws):
         ctx.progress({"done": 1, "total": 2})
         raise RuntimeError("CUDA out of memory while doing something")
 
-    register_kind(JobKind("test-explode", lambda c: c, explode, uses_model=False))
+    from dgr_core.jobs.results import ProjectResult
+    from dgr_core.shift.job import EmbedConfig
+
+    register_kind(JobKind("test-explode", EmbedConfig, ProjectResult, explode, uses_model=False))
     run_dir = data_ws.runs / "crash"
     run_dir.mkdir(parents=True)
-    write_spec(run_dir, JobSpec(kind="test-explode", config={}, workspace=str(data_ws.root)))
+    write_spec(run_dir, JobSpec(kind="test-explode", config={"datasets": ["d"]}, workspace=str(data_ws.root)))
     assert worker.run(run_dir) == 1
     st = manager.status(run_dir)
     assert st["state"] == "failed"

@@ -135,13 +135,13 @@ def test_config_round_trips_through_json():
     ({"template": "{prompt}"}, "missing required placeholder"),
     ({"limit": 0}, "'limit'"),
     ({"output_name": "d"}, "is the input dataset"),
-    ({"temperatur": 1.0}, "unknown setting(s) temperatur"),
+    ({"temperatur": 1.0}, "unknown key(s) config.temperatur"),
     ({"generation": {"max_new_tokens": 0}}, "max_new_tokens"),
     ({"generation": {"top_p": 0}}, "top_p"),
     ({"filters": {"min_length_ratio": 3.0, "max_length_ratio": 2.0}}, "min_length_ratio (3) is above"),
     ({"filters": {"judge": " "}}, "judge must be"),
     ({"filters": {"max_repeat_share": 0}}, "max_repeat_share"),
-    ({"model": "demo"}, "'model' must be an object"),
+    ({"model": "demo"}, "config.model: expected an object"),
 ])
 def test_validate_names_the_bad_field(change, message):
     config = {**RefineConfig(dataset="d", backend="fake").to_dict(), **change}

@@ -141,13 +141,13 @@ def test_job_config_round_trips_through_json_and_names_bad_fields():
     again = TrainJobConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
     assert again == cfg and again.train.lr() == 1e-5
     assert TrainConfig(method="lora").lr() == 1e-3 and TrainConfig(method="full").lr() == 5e-5
-    for bad, field in [({"train": {"epochs": 0}}, "epochs"), ({"train": {"lr": 1}}, "unknown train"),
+    for bad, field in [({"train": {"epochs": 0}}, "epochs"), ({"train": {"lr": 1}}, r"unknown key\(s\) train.train.lr"),
                        ({"subset": {"strategy": "best"}}, "subset.strategy"),
                        ({"subset": {"strategy": "category"}}, "subset.category"),
                        ({"subset": {"mix_n": 2}}, "mix_dataset"), ({"train": {"method": "qlora"}}, "method"),
                        ({"train": {"lora_targets": []}}, "lora_targets")]:
         with pytest.raises(SpecError, match=field):
-            TrainJobConfig.from_dict({"dataset": "toy", **bad})
+            TrainJobConfig.from_dict({"dataset": "toy", **bad}).validate()
 
 
 def test_hold_out_never_trains_on_the_evaluations_prompts(ws, capsys):

@@ -12,26 +12,18 @@ from __future__ import annotations
 from typing import Any
 
 from dgr_core.errors import DGRError, SpecError
-from dgr_core.evaluate.runner import EvalConfig, check_config, model_label, run_evaluation
+from dgr_core.evaluate.runner import EvalConfig, model_label, run_evaluation
 from dgr_core.evaluate.signature import decoding_label
 from dgr_core.jobs.kinds import JobKind, register_kind
+from dgr_core.jobs.results import EvalResult
 
 
-def validate(config: dict[str, Any]) -> EvalConfig:
-    """The typed config, or a SpecError naming the bad field (before any model or data loads)."""
-    try:
-        cfg = EvalConfig.from_dict(config)
-    except (TypeError, DGRError) as exc:
-        raise SpecError(f"evaluate: bad config ({exc}).") from exc
+def check(cfg: EvalConfig) -> None:
+    """After the typed config's checks: the backend exists (before any model or data loads)."""
     from dgr_core.backends.base import available_backends
 
     if cfg.backend not in available_backends():
         raise SpecError(f"evaluate: unknown backend {cfg.backend!r}; choose one of {available_backends()}.")
-    try:
-        check_config(cfg)
-    except DGRError as exc:
-        raise SpecError(str(exc)) from exc
-    return cfg
 
 
 def run(cfg: EvalConfig, ctx) -> dict[str, Any]:
@@ -41,7 +33,7 @@ def run(cfg: EvalConfig, ctx) -> dict[str, Any]:
 def describe(config: dict[str, Any]) -> str:
     try:
         cfg = EvalConfig.from_dict(config)
-    except (TypeError, DGRError):
+    except DGRError:
         return "evaluate"
     decoding = decoding_label(cfg.generation.temperature, cfg.generation.top_p)
     k = f" k={cfg.samples}" if cfg.samples > 1 else ""
@@ -49,4 +41,6 @@ def describe(config: dict[str, Any]) -> str:
             f"({decoding}{k}, {cfg.generation.max_new_tokens} tokens)")
 
 
-register_kind(JobKind("evaluate", validate, run, uses_model=True, describe=describe))
+_KIND = register_kind(JobKind("evaluate", EvalConfig, EvalResult, run, check=check, uses_model=True,
+                             describe=describe))
+validate = _KIND.validate

@@ -37,14 +37,15 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
 from dgr_core.backends.base import Backend, Generation, GenerationConfig, get_backend
+from dgr_core.config import Config, ConfigError
 from dgr_core.errors import DGRError, JobCancelled
 from dgr_core.evaluate.arithmetic import LEVELS
 from dgr_core.evaluate.benchmarks import BENCHMARKS, load_arithmetic, load_benchmark, load_jsonl_prompts
@@ -84,7 +85,7 @@ Progress = Callable[[dict[str, Any]], None]
 
 
 @dataclass(frozen=True)
-class BenchmarkSource:
+class BenchmarkSource(Config):
     """One benchmark of a run: a registered name, or a JSONL file (then `path` and `prompt_field` are needed)."""
 
     name: str  # registry name, or the label of a file benchmark (its outputs are stored under it)
@@ -95,17 +96,10 @@ class BenchmarkSource:
     kind: str = "reasoning"  # file benchmarks: "reasoning" | "harmful" | "benign"
     limit: int | None = None  # overrides EvalConfig.limit for this benchmark (0 = all)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
     @classmethod
-    def from_any(cls, value: str | dict[str, Any]) -> BenchmarkSource:
-        """A name ("gsm8k100") or a dict with the fields above."""
-        if isinstance(value, str):
-            return cls(value)
-        if not isinstance(value, dict):
-            raise DGRError(f"a benchmark must be a name or an object; got {value!r}")
-        return cls(**{k: v for k, v in value.items() if k in cls.__dataclass_fields__})
+    def _from_json(cls, value: Any, where: str) -> BenchmarkSource:
+        """A name ("gsm8k100") or an object with the fields above (dgr_core.config's hook)."""
+        return cls(value) if isinstance(value, str) else cls.from_dict(value, where)
 
 
 def _default_sources() -> list[BenchmarkSource]:
@@ -113,8 +107,10 @@ def _default_sources() -> list[BenchmarkSource]:
 
 
 @dataclass
-class EvalConfig:
+class EvalConfig(Config):
     """What to evaluate and how. Saved in job.json; `to_dict` / `from_dict` round-trip through JSON."""
+
+    section: ClassVar[str] = "evaluate"
 
     model: ModelSpec = field(default_factory=ModelSpec)  # "demo", a folder, a HF id or "run:<train run id>"
     backend: str = "hf"  # "hf", "vllm" or "fake"
@@ -131,23 +127,13 @@ class EvalConfig:
     system_prompt: str | None = None  # prepended as a system turn when set
     reasoning_suffix: str = REASONING_SUFFIX  # appended to reasoning prompts (after a blank line)
 
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["model"] = self.model.to_dict()
-        d["generation"] = self.generation.to_dict()
-        d["benchmarks"] = [b.to_dict() for b in self.benchmarks]
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> EvalConfig:
-        d = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        if isinstance(d.get("model"), dict):
-            d["model"] = ModelSpec.from_dict(d["model"])
-        if isinstance(d.get("generation"), dict):
-            d["generation"] = GenerationConfig.from_dict(d["generation"])
-        if "benchmarks" in d:
-            d["benchmarks"] = [BenchmarkSource.from_any(b) for b in d["benchmarks"]]
-        return cls(**d)
+    def validate(self) -> None:
+        try:
+            check_config(self)
+        except ConfigError:
+            raise
+        except DGRError as exc:
+            raise ConfigError(str(exc)) from None
 
     def limit_of(self, source: BenchmarkSource) -> int:
         return self.limit if source.limit is None else source.limit

@@ -38,7 +38,10 @@ class JobContext:
         return (self.run_dir / CANCEL_FILE).exists()
 
     def write_result(self, result: dict[str, Any]) -> None:
-        atomic_write_json(self.run_dir / RESULT_FILE, {"finished_at": utc_now(), **result})
+        from dgr_core.jobs.results import RESULT_SCHEMA
+
+        atomic_write_json(self.run_dir / RESULT_FILE,
+                          {"finished_at": utc_now(), "result_schema": RESULT_SCHEMA, **result})
 
     def path(self, name: str) -> Path:
         return self.run_dir / name

@@ -1,4 +1,12 @@
-"""Registry of job kinds: each validates its config (before any model loads) and runs with a JobContext."""
+"""Registry of job kinds: each is (Config type, Result type, run), validated before any model loads.
+
+    register_kind(JobKind("score", ScoreJobConfig, ScoreResult, run, check=check_backend))
+
+`JobKind.validate(raw)` is the one way a spec's config becomes typed: `Config.from_dict` (unknown keys and wrong
+types rejected, naming `config.<field>`), then the config's own `validate()`, then the kind's `check` (what needs
+the environment: the backend registry, the workspace). `JobKind.make_result` turns what `run` returns into the
+dict written as `result.json`, through the Result type (dgr_core.jobs.results).
+"""
 
 from __future__ import annotations
 
@@ -6,16 +14,38 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from dgr_core.config import Config, ConfigError
 from dgr_core.errors import SpecError
+
+
+def _no_check(cfg: Any) -> None:
+    return None
 
 
 @dataclass(frozen=True)
 class JobKind:
     name: str
-    validate: Callable[[dict[str, Any]], Any]  # raises SpecError; returns the typed config
-    run: Callable[[Any, Any], dict[str, Any]]  # (typed config, JobContext) -> result dict
+    config: type[Config]  # the typed config (job.json's "config")
+    result: type[Config]  # the typed result (result.json)
+    run: Callable[[Any, Any], Any]  # (typed config, JobContext) -> Result (or its dict)
+    check: Callable[[Any], None] = _no_check  # checks that need the environment; raise SpecError
     uses_model: bool = True  # model jobs take the device lock: one at a time
     describe: Callable[[dict[str, Any]], str] = lambda cfg: ""
+
+    def validate(self, raw: Any) -> Any:
+        """The typed config of a spec, or a SpecError naming the kind and the field (no model loads here)."""
+        try:
+            cfg = self.config.from_dict(raw, "config")
+            cfg.validate()
+        except ConfigError as exc:
+            raise ConfigError(f"{self.name}: {exc}") from None
+        self.check(cfg)
+        return cfg
+
+    def make_result(self, value: Any) -> dict[str, Any]:
+        """`run`'s return value as the result.json dict, checked against the Result type."""
+        typed = value if isinstance(value, self.result) else self.result.from_dict(value, f"{self.name} result")
+        return typed.to_dict()
 
 
 _KINDS: dict[str, JobKind] = {}

@@ -17,15 +17,17 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import pandas as pd
 
 from dgr_core.backends.base import GenerationConfig
+from dgr_core.config import Config
 from dgr_core.data.loaders import safe_name
 from dgr_core.errors import DataError, JobCancelled, SpecError
 from dgr_core.jobs.kinds import JobKind, register_kind
+from dgr_core.jobs.results import RefineResult
 from dgr_core.models.loading import ModelSpec
 from dgr_core.refine import engine
 from dgr_core.refine.filters import FilterConfig
@@ -36,8 +38,10 @@ KIND = "refine"
 
 
 @dataclass
-class RefineConfig:
+class RefineConfig(Config):
     """One refinement run. Round-trips through `to_dict` / `from_dict` (that dict is the job config)."""
+
+    section: ClassVar[str] = "refine"
 
     dataset: str = ""  # the dataset to refine (a name in the workspace)
     model: ModelSpec = field(default_factory=ModelSpec)  # the target model: it rewrites in its own words
@@ -63,37 +67,13 @@ class RefineConfig:
     def effective_chunk(self) -> int:
         return self.chunk_size or self.generation.batch_size
 
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d.update(model=self.model.to_dict(), generation=self.generation.to_dict(), filters=self.filters.to_dict())
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> RefineConfig:
-        """Typed config; SpecError naming an unknown key (a typo would otherwise be silently ignored)."""
-        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise SpecError(f"refine: unknown setting(s) {', '.join(unknown)}; known: "
-                            f"{', '.join(cls.__dataclass_fields__)}.")
-        d = dict(d)
-        for key, typ in (("model", ModelSpec), ("generation", GenerationConfig), ("filters", FilterConfig)):
-            if isinstance(d.get(key), dict):
-                d[key] = typ.from_dict(d[key])
-            elif key in d and not isinstance(d[key], typ):
-                raise SpecError(f"refine: '{key}' must be an object.")
-        return cls(**d)
-
 
 # ---- validation (no model loads here) --------------------------------------------------------------------
 
-def validate(config: dict[str, Any]) -> RefineConfig:
-    """Typed config, or SpecError naming the bad field. Checks the dataset's content too when it is in the default
+def check(cfg: RefineConfig) -> None:
+    """After the types: SpecError naming the bad field. Checks the dataset's content too when it is in the default
     workspace (the job checks again against its own workspace before loading the model)."""
-    try:
-        cfg = RefineConfig.from_dict(config)
-    except TypeError as exc:
-        raise SpecError(f"refine: bad settings ({exc}).") from None
-    if not isinstance(cfg.dataset, str) or not cfg.dataset:
+    if not cfg.dataset:
         raise SpecError("refine: 'dataset' must be the name of a dataset in the workspace.")
     _check_backend(cfg.backend)
     check_mode(cfg.mode)
@@ -106,7 +86,6 @@ def validate(config: dict[str, Any]) -> RefineConfig:
     if cfg.chunk_size < 0:
         raise SpecError("refine: 'chunk_size' must be >= 0 (0 = the generation batch size).")
     check_data(Workspace.default(), cfg, missing_ok=True)
-    return cfg
 
 
 def _check_backend(name: str) -> None:
@@ -286,4 +265,6 @@ def describe(config: dict[str, Any]) -> str:
     return f"refine {config.get('dataset')} with {model} ({config.get('mode', 'joint')})"
 
 
-register_kind(JobKind(KIND, validate, run, uses_model=True, describe=describe))
+_KIND = register_kind(JobKind(KIND, RefineConfig, RefineResult, run, check=check, uses_model=True,
+                             describe=describe))
+validate = _KIND.validate

@@ -18,17 +18,21 @@ Neither loads the target model (they read caches), so neither takes the device l
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
 
-from dgr_core.errors import DataError, JobCancelled, SpecError
+from dgr_core.config import Config, require
+from dgr_core.errors import DataError, JobCancelled
 from dgr_core.jobs.kinds import JobKind, register_kind
+from dgr_core.jobs.results import EmbedResult, ProjectResult
 from dgr_core.scoring.api import ScoreConfig
 from dgr_core.shift.projection import METHODS
 
 
 @dataclass
-class ProjectConfig:
+class ProjectConfig(Config):
+    section: ClassVar[str] = "project"
+
     datasets: list[str]  # scored datasets whose embeddings are stacked, in this order
     score: ScoreConfig = field(default_factory=ScoreConfig)  # which scores (model, backend, settings)
     method: str = "umap"  # "umap" or "pca"
@@ -36,30 +40,14 @@ class ProjectConfig:
     seed: int = 0
     segment: str = "total"  # NLL column carried into the map's table (does not change the coordinates)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "score": self.score.to_dict()}
+    def validate(self) -> None:
+        _check_datasets(self.datasets)
+        require(self.method in METHODS, "config.method", f"must be one of {METHODS}, not {self.method!r}")
+        require(self.n_components >= 1, "config.n_components", "must be at least 1")
 
 
-def _dataset_list(config: dict[str, Any], kind: str) -> list[str]:
-    datasets = config.get("datasets")
-    if not isinstance(datasets, list) or not datasets or not all(isinstance(d, str) and d for d in datasets):
-        raise SpecError(f"{kind}: 'datasets' must be a non-empty list of dataset names.")
-    return datasets
-
-
-def validate_project(config: dict[str, Any]) -> ProjectConfig:
-    datasets = _dataset_list(config, "project")
-    method = config.get("method", "umap")
-    if method not in METHODS:
-        raise SpecError(f"project: 'method' must be one of {METHODS}, not {method!r}.")
-    try:
-        score = ScoreConfig.from_dict(config.get("score", {}))
-        n_components, seed = int(config.get("n_components", 2)), int(config.get("seed", 0))
-    except (TypeError, ValueError) as exc:
-        raise SpecError(f"project: bad 'score', 'n_components' or 'seed' ({exc}).") from exc
-    if n_components < 1:
-        raise SpecError("project: 'n_components' must be at least 1.")
-    return ProjectConfig(datasets, score, method, n_components, seed, str(config.get("segment", "total")))
+def _check_datasets(datasets: list[str]) -> None:
+    require(bool(datasets) and all(datasets), "config.datasets", "must be a non-empty list of dataset names")
 
 
 def run_project(cfg: ProjectConfig, ctx) -> dict[str, Any]:
@@ -84,17 +72,14 @@ def run_project(cfg: ProjectConfig, ctx) -> dict[str, Any]:
 
 
 @dataclass
-class EmbedConfig:
-    datasets: list[str]
-    column: str = "answer"  # the text column to embed
+class EmbedConfig(Config):
+    section: ClassVar[str] = "embed_sentences"
 
+    datasets: list[str]  # datasets whose texts are embedded
+    column: Literal["prompt", "reasoning", "answer"] = "answer"  # the text column to embed
 
-def validate_embed(config: dict[str, Any]) -> EmbedConfig:
-    datasets = _dataset_list(config, "embed_sentences")
-    column = config.get("column", "answer")
-    if column not in ("prompt", "reasoning", "answer"):
-        raise SpecError(f"embed_sentences: 'column' must be prompt, reasoning or answer, not {column!r}.")
-    return EmbedConfig(datasets, column)
+    def validate(self) -> None:
+        _check_datasets(self.datasets)
 
 
 def run_embed(cfg: EmbedConfig, ctx) -> dict[str, Any]:
@@ -115,7 +100,8 @@ def run_embed(cfg: EmbedConfig, ctx) -> dict[str, Any]:
     return {"datasets": cfg.datasets, "column": cfg.column, "n_texts": len(set(texts)), "computed": len(todo)}
 
 
-register_kind(JobKind("project", validate_project, run_project, uses_model=False,
+PROJECT = register_kind(JobKind("project", ProjectConfig, ProjectResult, run_project, uses_model=False,
                       describe=lambda c: f"{c.get('method', 'umap')} map of {', '.join(c.get('datasets', []))}"))
-register_kind(JobKind("embed_sentences", validate_embed, run_embed, uses_model=False,
+EMBED = register_kind(JobKind("embed_sentences", EmbedConfig, EmbedResult, run_embed, uses_model=False,
                       describe=lambda c: f"sentence embeddings of {', '.join(c.get('datasets', []))}"))
+validate_project, validate_embed = PROJECT.validate, EMBED.validate

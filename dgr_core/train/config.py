@@ -8,10 +8,10 @@ paper) "activate" refusals in a small instruct model within 3 epochs? See `Train
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+from typing import ClassVar
 
-from dgr_core.errors import SpecError
+from dgr_core.config import Config, ConfigError
 from dgr_core.models.loading import ModelSpec
 
 METHODS = ("lora", "full")
@@ -21,7 +21,7 @@ DEFAULT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(Config):
     """How to fine-tune.
 
     Learning rate: the literature's ranges (full fine-tuning 5e-6..5e-5, LoRA 1e-5..2e-4 on 7B+ models) assume
@@ -53,14 +53,7 @@ class TrainConfig:
         """The learning rate actually used."""
         return self.learning_rate or default_learning_rate(self.method)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
-
-    def check(self) -> None:
+    def validate(self) -> None:
         """SpecError naming the first bad field."""
         _require(self.method in METHODS, "method", f"must be one of {METHODS}, not {self.method!r}")
         _require(self.learning_rate >= 0, "learning_rate", "must be >= 0 (0 = the method's default)")
@@ -81,7 +74,7 @@ def default_learning_rate(method: str) -> float:
 
 
 @dataclass
-class SubsetConfig:
+class SubsetConfig(Config):
     """Which rows of the dataset to train on (and optional rows mixed in from a second dataset)."""
 
     strategy: str = "random"  # all | random | lowest_nll | highest_nll | category | selection
@@ -96,14 +89,7 @@ class SubsetConfig:
     exclude_patterns: list[str] = field(default_factory=list)  # drop rows tagged with any of these risky patterns
     pattern_judge: str = ""  # whose pattern tags: "heuristic", "judge:<model>"; "" = a judge model's, else heuristic
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SubsetConfig:
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
-
-    def check(self) -> None:
+    def validate(self) -> None:
         _require(self.strategy in STRATEGIES, "subset.strategy", f"must be one of {STRATEGIES}, not {self.strategy!r}")
         _require(isinstance(self.n, int) and self.n >= 0, "subset.n", "must be an integer >= 0")
         _require(isinstance(self.mix_n, int) and self.mix_n >= 0, "subset.mix_n", "must be an integer >= 0")
@@ -122,8 +108,10 @@ class SubsetConfig:
 
 
 @dataclass
-class TrainJobConfig:
+class TrainJobConfig(Config):
     """Everything a `train` job needs: the base model, the dataset, the rows, the training settings."""
+
+    section: ClassVar[str] = "train"
 
     dataset: str  # name of a dataset in the workspace
     model: ModelSpec = field(default_factory=ModelSpec)  # the base model (a run:<id> continues a trained model)
@@ -131,40 +119,12 @@ class TrainJobConfig:
     subset: SubsetConfig = field(default_factory=SubsetConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"dataset": self.dataset, "model": self.model.to_dict(), "backend": self.backend,
-                "subset": self.subset.to_dict(), "train": self.train.to_dict()}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainJobConfig:
-        """Typed config from a job spec; SpecError names the bad field."""
-        if not isinstance(d.get("dataset"), str) or not d["dataset"]:
-            raise SpecError("train: 'dataset' must be the name of a dataset in the workspace.")
-        unknown = sorted(set(d) - {"dataset", "model", "backend", "subset", "train"})
-        if unknown:
-            raise SpecError(f"train: unknown setting(s) {', '.join(unknown)}.")
-        parts = {}
-        for name, klass in (("model", ModelSpec), ("subset", SubsetConfig), ("train", TrainConfig)):
-            value = d.get(name, {})
-            if not isinstance(value, dict):
-                raise SpecError(f"train: '{name}' must be an object.")
-            unknown = sorted(set(value) - set(klass.__dataclass_fields__))
-            if unknown:  # a typo would otherwise be silently ignored
-                raise SpecError(f"train: unknown {name} setting(s) {', '.join(unknown)}; known: "
-                                f"{', '.join(klass.__dataclass_fields__)}.")
-            try:
-                parts[name] = klass.from_dict(value)
-            except TypeError as exc:
-                raise SpecError(f"train: bad '{name}' settings ({exc}).") from exc
-        cfg = cls(dataset=d["dataset"], backend=str(d.get("backend", "hf")), **parts)
-        try:
-            cfg.subset.check()
-            cfg.train.check()
-        except TypeError as exc:  # e.g. a number given as text
-            raise SpecError(f"train: a setting has the wrong type ({exc}).") from exc
-        return cfg
+    def validate(self) -> None:
+        _require(bool(self.dataset), "dataset", "must be the name of a dataset in the workspace")
+        self.subset.validate()
+        self.train.validate()
 
 
 def _require(ok: bool, name: str, problem: str) -> None:
     if not ok:
-        raise SpecError(f"train: {name} {problem}.")
+        raise ConfigError(f"train: {name} {problem}.")

@@ -46,6 +46,7 @@ import pandas as pd
 
 from dgr_core.errors import SpecError
 from dgr_core.jobs.kinds import JobKind, register_kind
+from dgr_core.jobs.results import TrainResult
 from dgr_core.models.loading import ModelSpec, clear_model_cache, load_uncached, pick_device_dtype
 from dgr_core.train import sft
 from dgr_core.train.config import TrainJobConfig
@@ -57,14 +58,12 @@ ROWS_FILE, SETUP_FILE = "train_rows.jsonl", "setup.json"
 ROW_COLUMNS = ["id", "prompt", "reasoning", "answer", "source", "category", "think_status"]
 
 
-def validate(config: dict[str, Any]) -> TrainJobConfig:
-    """Typed config or SpecError naming the bad field; loads no model and reads no dataset."""
-    cfg = TrainJobConfig.from_dict(config)
+def check(cfg: TrainJobConfig) -> None:
+    """After the typed config's own checks: the backend exists (loads no model and reads no dataset)."""
     from dgr_core.backends.base import available_backends
 
     if cfg.backend not in available_backends():
         raise SpecError(f"train: unknown backend {cfg.backend!r}; choose one of {available_backends()}.")
-    return cfg
 
 
 # ---------------------------------------------------------------- the run
@@ -207,4 +206,6 @@ def _describe(config: dict[str, Any]) -> str:
 
 # Under `accelerate launch` every process runs this job: the per-process device lock would deadlock them.
 _DISTRIBUTED = int(os.environ.get("WORLD_SIZE", "1")) > 1
-register_kind(JobKind(KIND, validate, run, uses_model=not _DISTRIBUTED, describe=_describe))
+_KIND = register_kind(JobKind(KIND, TrainJobConfig, TrainResult, run, check=check, uses_model=not _DISTRIBUTED,
+                             describe=_describe))
+validate = _KIND.validate
