@@ -33,17 +33,18 @@ import argparse
 import logging
 import math
 import time
-import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pandas as pd
 
+from dgr_core.config import Config
 from dgr_core.errors import DGRError, JobCancelled, SpecError
-from dgr_core.jobs.context import CANCEL_FILE, LOG_FILE, RESULT_FILE, JobContext
-from dgr_core.jobs.kinds import JobKind, get_kind, register_kind
-from dgr_core.jobs.spec import load_spec, utc_now
+from dgr_core.jobs.context import RESULT_FILE, JobContext
+from dgr_core.jobs.kinds import JobKind, register_kind
+from dgr_core.jobs.results import DemoResult
+from dgr_core.jobs.spec import load_spec
 from dgr_core.models.loading import ModelSpec
 from dgr_core.workspace import Workspace, atomic_write_json, read_json
 
@@ -63,9 +64,11 @@ FORWARDED = ("done", "total", "unit", "loss", "tokens_per_s", "eta_s", "padding"
 
 
 @dataclass
-class DemoConfig:
+class DemoConfig(Config):
     """One miniature DGR experiment. The defaults are sized for 2 CPU cores and under 20 minutes on the embedded
     model (measured: benchmarks/results_demo.md)."""
+
+    section: ClassVar[str] = "demo"
 
     model: ModelSpec = field(default_factory=ModelSpec)  # the target model: it refines, is trained, is evaluated
     backend: str = "hf"  # generation / scoring backend ("hf", "vllm", "fake"); training always uses transformers
@@ -86,26 +89,7 @@ class DemoConfig:
     eval_seed: int = 0  # which benchmark items are drawn (the same for every model: paired comparisons)
     batch_size: int = 8  # prompts per generate call
 
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "model": self.model.to_dict()}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> DemoConfig:
-        """Typed config; SpecError naming an unknown key or a malformed field."""
-        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise SpecError(f"demo: unknown setting(s) {', '.join(unknown)}; known: {', '.join(cls.__dataclass_fields__)}.")
-        d = dict(d)
-        if "model" in d:
-            if not isinstance(d["model"], dict):
-                raise SpecError("demo: 'model' must be an object (a ModelSpec).")
-            d["model"] = ModelSpec.from_dict(d["model"])
-        try:
-            return cls(**d)
-        except TypeError as exc:
-            raise SpecError(f"demo: bad settings ({exc}).") from None
-
-    def check(self) -> None:
+    def validate(self) -> None:
         """SpecError naming the first bad field."""
         for name in ("n_refine", "n_train", "epochs", "refine_max_new_tokens", "eval_max_new_tokens", "batch_size"):
             value = getattr(self, name)
@@ -284,49 +268,11 @@ def step_event(event: dict[str, Any], step_no: int, n_steps: int, label: str, ch
 
 
 def run_inline(ctx: JobContext, parent: str = "") -> dict[str, Any]:
-    """Run the job in `ctx.run_dir` in this process, as the worker would but without the device lock (the caller
-    holds it): validate, run, write result.json last, then the final status. Returns the result as written.
-    JobCancelled and other errors leave a cancelled / failed status and propagate."""
-    spec = load_spec(ctx.run_dir)
-    kind = get_kind(spec.kind)
-    typed = kind.validate(spec.config)
-    for stale in (CANCEL_FILE, RESULT_FILE):  # a resumed child starts clean; its outputs are kept
-        (ctx.run_dir / stale).unlink(missing_ok=True)
-    ctx.set_status("running", started_at=utc_now(), kind=spec.kind, error=None, parent=parent)
-    with _child_log(ctx.run_dir):
-        try:
-            result = kind.run(typed, ctx)
-        except JobCancelled as exc:
-            ctx.set_status("cancelled", error=str(exc), finished_at=utc_now())
-            raise
-        except BaseException as exc:
-            ctx.set_status("failed", error=_friendly(exc), traceback=traceback.format_exc()[-4000:],
-                           finished_at=utc_now())
-            raise
-    ctx.write_result(result)
-    ctx.set_status("done", finished_at=utc_now(), error=None)
-    return read_json(ctx.run_dir / RESULT_FILE)
+    """Run the child job in `ctx.run_dir` in this process through the worker's lifecycle (no device lock: the demo
+    run holds it). Returns the result as written; a cancel or a failure propagates."""
+    from dgr_core.jobs.worker import run_job_inline
 
-
-class _child_log:  # noqa: N801 - used as a context manager, reads like one
-    """Copy log records to the child's log.txt while it runs (they still reach the demo run's log)."""
-
-    def __init__(self, run_dir: Path):
-        self.handler = logging.FileHandler(run_dir / LOG_FILE, encoding="utf-8")
-        self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-
-    def __enter__(self):
-        logging.getLogger().addHandler(self.handler)
-
-    def __exit__(self, *exc):
-        logging.getLogger().removeHandler(self.handler)
-        self.handler.close()
-
-
-def _friendly(exc: BaseException) -> str:
-    from dgr_core.jobs.worker import _friendly as worker_friendly  # the worker's wording, kept in one place
-
-    return worker_friendly(exc)
+    return run_job_inline(ctx, parent)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -375,14 +321,11 @@ def step_table(ws: Workspace, run_dir: Path) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def validate(config: dict[str, Any]) -> DemoConfig:
-    cfg = DemoConfig.from_dict(config)
-    cfg.check()
+def check(cfg: DemoConfig) -> None:
     from dgr_core.backends.base import available_backends
 
     if cfg.backend not in available_backends():
         raise SpecError(f"demo: unknown backend {cfg.backend!r}; choose one of {available_backends()}.")
-    return cfg
 
 
 def run(cfg: DemoConfig, ctx: JobContext) -> dict[str, Any]:
@@ -517,7 +460,8 @@ def describe(config: dict[str, Any]) -> str:
     return f"DGR in miniature with {model}: refine {config.get('n_refine', 20)}, SFT on {config.get('n_train', 10)}"
 
 
-register_kind(JobKind(KIND, validate, run, uses_model=True, describe=describe))
+_KIND = register_kind(JobKind(KIND, DemoConfig, DemoResult, run, check=check, uses_model=True, describe=describe))
+validate = _KIND.validate
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -124,6 +124,12 @@ def test_pivot_averages_seeds_and_keeps_models_without_a_value():
 # ---------------------------------------------------------------- the run, on stub child kinds
 
 
+def _stub_kind(name: str, run) -> JobKind:
+    """The real kind's Config and Result types around a stub `run` that reads its config as a dict."""
+    real = kinds.get_kind(name)
+    return JobKind(name, real.config, real.result, lambda cfg, ctx: run(cfg.to_dict(), ctx))
+
+
 class Stubs:
     """Instant stand-ins for refine / score / train / evaluate that record every run and can cancel mid-way."""
 
@@ -132,7 +138,7 @@ class Stubs:
         self.cancel_at: str | None = None  # a child kind: cancel the demo run while it runs
 
     def kinds(self) -> dict[str, JobKind]:
-        return {name: JobKind(name, lambda c: c, getattr(self, name)) for name in ("refine", "score", "train", "evaluate")}
+        return {name: _stub_kind(name, getattr(self, name)) for name in ("refine", "score", "train", "evaluate")}
 
     def _step(self, kind: str, ctx) -> None:
         self.calls.append(kind)
@@ -244,7 +250,7 @@ def test_a_failing_child_fails_the_demo_with_its_error(ws, stubs, monkeypatch):
     def broken(cfg, ctx):
         raise RuntimeError("disk full")
 
-    monkeypatch.setitem(kinds._KINDS, "score", JobKind("score", lambda c: c, broken))
+    monkeypatch.setitem(kinds._KINDS, "score", _stub_kind("score", broken))
     run_dir = _demo_run(ws, small_config())
     with pytest.raises(RuntimeError, match="disk full"):
         run_inline(JobContext(run_dir, ws))

@@ -17,12 +17,13 @@ import sys
 import threading
 import time
 import traceback
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
+from typing import Any
 
 from dgr_core.errors import DGRError, JobCancelled
-from dgr_core.jobs.context import CANCEL_FILE, LOG_FILE, JobContext
-from dgr_core.jobs.kinds import get_kind
+from dgr_core.jobs.context import CANCEL_FILE, LOG_FILE, RESULT_FILE, JobContext
+from dgr_core.jobs.kinds import JobKind, get_kind
 from dgr_core.jobs.spec import load_spec, utc_now
 from dgr_core.workspace import Workspace
 
@@ -98,30 +99,64 @@ def run(run_dir: Path) -> int:
     ctx = JobContext(run_dir, ws)
     kind = get_kind(spec.kind)
     config = kind.validate(spec.config)
-    ctx.set_status("running", started_at=utc_now(), kind=spec.kind, error=None)
     log.info("Job %s (%s) started", spec.id, spec.kind)
     try:
-        if kind.uses_model:
-            with device_lock(ws, ctx):
-                ctx.set_status("running")
-                result = kind.run(config, ctx)
-        else:
+        execute(ctx, kind, config, lock=device_lock(ws, ctx) if kind.uses_model else nullcontext())
+    except JobCancelled as exc:
+        log.info("Cancelled: %s", exc)
+        return 3
+    except BaseException:  # noqa: BLE001 - execute wrote the failed status; the exit code says so
+        return 1
+    log.info("Done")
+    return 0
+
+
+def execute(ctx: JobContext, kind: JobKind, config: Any, *, lock: AbstractContextManager[Any] | None = None,
+            parent: str = "") -> dict[str, Any] | None:
+    """The run lifecycle, for the worker and for child runs run inline (`run_job_inline`): status "running",
+    `kind.run` (inside `lock`), `result.json` last (through the kind's Result type), then status "done".
+    A cancel or a failure leaves a cancelled / failed status with the error and propagates.
+    Returns the result dict as written (None on the non-main processes of an `accelerate launch`)."""
+    ctx.set_status("running", started_at=utc_now(), kind=kind.name, error=None, **({"parent": parent} if parent else {}))
+    try:
+        with lock or nullcontext():
+            ctx.set_status("running")
             result = kind.run(config, ctx)
     except JobCancelled as exc:
         ctx.set_status("cancelled", error=str(exc), finished_at=utc_now())
-        log.info("Cancelled: %s", exc)
-        return 3
-    except BaseException as exc:  # noqa: BLE001 - every failure must reach status.json
+        raise
+    except BaseException as exc:  # every failure must reach status.json
         tb = traceback.format_exc()
         log.error("Failed: %s\n%s", exc, tb)
-        msg = _friendly(exc)
-        ctx.set_status("failed", error=msg, traceback=tb[-4000:], finished_at=utc_now())
-        return 1
-    if os.environ.get("RANK", "0") == "0":  # under `accelerate launch`, only the main process writes the end
-        ctx.write_result(result)
-        ctx.set_status("done", finished_at=utc_now(), error=None)
-    log.info("Done")
-    return 0
+        ctx.set_status("failed", error=_friendly(exc), traceback=tb[-4000:], finished_at=utc_now())
+        raise
+    if os.environ.get("RANK", "0") != "0":  # under `accelerate launch`, only the main process writes the end
+        return None
+    written = kind.make_result(result)
+    ctx.write_result(written)
+    ctx.set_status("done", finished_at=utc_now(), error=None)
+    return written
+
+
+def run_job_inline(ctx: JobContext, parent: str = "") -> dict[str, Any]:
+    """Run the job whose spec is in `ctx.run_dir` in this process, as the worker would but without the device
+    lock (the caller holds it): a child step of a demo run. Validates the spec first, starts clean (a stale cancel
+    flag and result are removed; outputs are kept, so a resumed child reuses them), copies log records to the
+    child's own log.txt. Returns the result as written; a cancel or a failure propagates."""
+    spec = load_spec(ctx.run_dir)
+    kind = get_kind(spec.kind)
+    typed = kind.validate(spec.config)
+    for stale in (CANCEL_FILE, RESULT_FILE):
+        (ctx.run_dir / stale).unlink(missing_ok=True)
+    handler = logging.FileHandler(ctx.run_dir / LOG_FILE, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+    try:
+        written = execute(ctx, kind, typed, parent=parent)
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+    return written or {}
 
 
 def _friendly(exc: BaseException) -> str:
