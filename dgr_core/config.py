@@ -113,8 +113,8 @@ def from_dict(cls: type[T], data: Any, where: str | None = None) -> T:
     names = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
     unknown = sorted(set(data) - set(names))
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(f'{where}.{k}' for k in unknown)}; "
-                          f"known: {', '.join(names)}")
+        raise ConfigError(f"unknown key(s) {', '.join(f'{where}.{k}' for k in unknown)}; "
+                          f"known in {where}: {', '.join(names)}")
     hints = _hints(cls)
     kwargs = {k: _convert(hints[k], v, f"{where}.{k}") for k, v in data.items()}
     missing = [n for n, f in names.items() if n not in kwargs and f.default is _MISSING
