@@ -51,6 +51,53 @@ class Backend(Protocol):
 
 
 _REGISTRY: dict[str, Callable[..., Backend]] = {}
+_DESCRIBERS: dict[str, Callable[[ModelSpec, Workspace], ModelDescription]] = {}
+
+
+@dataclass
+class ModelDescription:
+    """A model as a backend would see it, without its weights: the tokenizer at once, the cache identity on first
+    use (equal to `backend.identity()` after loading, minus what no cache key uses: name, n_params, architecture)."""
+
+    spec: ModelSpec
+    backend: str
+    tokenizer: Any
+    identity_of: Callable[[], dict[str, Any]]
+    _identity: dict[str, Any] | None = None
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        if self._identity is None:
+            self._identity = self.identity_of()
+        return self._identity
+
+
+_SCRIPTED: set[str] = set()  # backends whose "model" is a script, not weight files (no path to resolve)
+
+
+def register_describer(name: str, *, weight_files: bool = True):
+    """Register how backend `name` describes a model without loading it (a capability every backend has), and
+    whether its models are weight files on disk or a hub (False for scripted test backends)."""
+    def deco(fn: Callable[[ModelSpec, Workspace], ModelDescription]):
+        _DESCRIBERS[name] = fn
+        if not weight_files:
+            _SCRIPTED.add(name)
+        return fn
+    return deco
+
+
+def uses_weight_files(backend: str) -> bool:
+    """False for a scripted backend (`fake`): its model ref names no folder or hub id, and no tokenizer file."""
+    _load_builtin()
+    return backend not in _SCRIPTED
+
+
+def describe_model(spec: ModelSpec, backend: str, ws: Workspace | None = None) -> ModelDescription:
+    """Tokenizer and cache identity of `spec` under `backend`, no weights loaded (ModelLoadError if not found)."""
+    _load_builtin()
+    if backend not in _DESCRIBERS:
+        raise DGRError(f"Unknown backend {backend!r}; available: {', '.join(sorted(_REGISTRY))}.")
+    return _DESCRIBERS[backend](spec, ws or Workspace.default())
 
 
 def register(name: str):

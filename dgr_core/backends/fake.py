@@ -27,7 +27,13 @@ from typing import Any
 
 import numpy as np
 
-from dgr_core.backends.base import Generation, GenerationConfig, register
+from dgr_core.backends.base import (
+    Generation,
+    GenerationConfig,
+    ModelDescription,
+    register,
+    register_describer,
+)
 from dgr_core.models.loading import ModelSpec
 from dgr_core.scoring.engine import BatchStats, TokenScores, plan_batches
 from dgr_core.scoring.segments import PROMPT, Encoded
@@ -175,3 +181,9 @@ class FakeBackend:
             if on_done:
                 on_done(1)
         return out
+
+
+@register_describer("fake", weight_files=False)
+def describe(spec: ModelSpec, ws: Workspace) -> ModelDescription:
+    fake = FakeBackend(spec, ws)
+    return ModelDescription(spec, "fake", fake.tokenizer, fake.identity)

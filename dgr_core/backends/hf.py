@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from dgr_core.backends.base import Generation, GenerationConfig, register
+from dgr_core.backends.base import (
+    Generation,
+    GenerationConfig,
+    ModelDescription,
+    register,
+    register_describer,
+)
 from dgr_core.models.loading import LoadedModel, ModelSpec, load_model
 from dgr_core.render import generation_prompt
 from dgr_core.scoring.engine import BatchStats, TokenScores, iter_scores
@@ -85,3 +91,30 @@ def _as_list(x) -> list:
     if x is None:
         return []
     return list(x) if isinstance(x, list | tuple) else [x]
+
+
+def load_tokenizer(spec: ModelSpec, path: str, *, pad_fix: bool = True) -> Any:
+    """The tokenizer of a resolved model path, exactly as `load_model` sets it up (so its hash agrees)."""
+    from transformers import AutoTokenizer
+
+    from dgr_core.errors import ModelLoadError
+
+    try:
+        tok = AutoTokenizer.from_pretrained(path, revision=spec.revision, trust_remote_code=spec.trust_remote_code)
+    except Exception as exc:  # a broken tokenizer file raises anything (KeyError, …): a named error instead
+        raise ModelLoadError(f"Could not load the tokenizer of {spec.ref!r} from {path}: {exc!r}"[:500]) from exc
+    if pad_fix and tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+@register_describer("hf")
+def describe(spec: ModelSpec, ws: Workspace) -> ModelDescription:
+    """What `HFBackend(spec).identity()` reports, from the tokenizer and the weight files' hash (no weights load)."""
+    from dgr_core.models.loading import cache_identity, pick_device_dtype, resolve_model_path
+
+    path = resolve_model_path(spec.ref, ws, spec.revision)
+    tok = load_tokenizer(spec, path)
+    device, dtype = pick_device_dtype(spec.device, spec.dtype)
+    return ModelDescription(spec, "hf", tok, lambda: {**cache_identity(spec, path, tok, ws), "backend": "hf",
+                                                      "dtype": dtype, "device_kind": device.split(":")[0]})

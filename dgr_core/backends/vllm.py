@@ -19,7 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from dgr_core.backends.base import Generation, GenerationConfig, register
+from dgr_core.backends.base import (
+    Generation,
+    GenerationConfig,
+    ModelDescription,
+    register,
+    register_describer,
+)
 from dgr_core.errors import DGRError
 from dgr_core.models.loading import ModelSpec, pick_device_dtype, resolve_model_path
 from dgr_core.scoring.engine import BatchStats, TokenScores
@@ -38,7 +44,7 @@ class VLLMBackend:
             raise DGRError("The vllm backend needs vLLM: `pip install 'dgr-lens[vllm]'` on a GPU machine "
                            "(see README, vLLM).") from exc
         _, dtype = pick_device_dtype("auto", model.dtype)
-        self.spec, self.dtype = model, dtype
+        self.spec, self.dtype, self.ws = model, dtype, ws
         self.path = resolve_model_path(model.ref, ws, model.revision)
         self.llm = vllm.LLM(model=self.path, revision=model.revision, dtype=dtype,
                             trust_remote_code=model.trust_remote_code,
@@ -46,11 +52,7 @@ class VLLMBackend:
         self.tokenizer = self.llm.get_tokenizer()
 
     def identity(self) -> dict[str, Any]:
-        from dgr_core.models.loading import tokenizer_hash
-
-        return {"name": self.path, "ref": self.spec.ref, "revision": self.spec.revision or "main",
-                "backend": self.name, "dtype": self.dtype, "device_kind": "cuda",
-                "tokenizer_hash": tokenizer_hash(self.tokenizer)}
+        return {"name": self.path, **_identity(self.spec, self.path, self.tokenizer, self.ws, self.dtype)}
 
     def score(self, samples: list[Encoded], *, layer: int = -1, token_budget: int = 0,
               on_batch: Callable[[BatchStats], None] | None = None) -> Iterator[TokenScores]:
@@ -89,3 +91,21 @@ def _to_scores(s: Encoded, prompt_logprobs: list, hidden: int) -> TokenScores:
         ranks.append(entry.rank or 1)
     return TokenScores(s.key, ids.astype(np.int32), np.array(logps, np.float32), np.array(ranks, np.int32),
                        s.segments[pos], np.zeros(hidden, np.float32), s.truncated)
+
+
+def _identity(spec: ModelSpec, path: str, tokenizer: Any, ws: Workspace, dtype: str) -> dict[str, Any]:
+    from dgr_core.models.loading import cache_identity
+
+    return {**cache_identity(spec, path, tokenizer, ws), "backend": "vllm", "dtype": dtype, "device_kind": "cuda"}
+
+
+@register_describer("vllm")
+def describe(spec: ModelSpec, ws: Workspace) -> ModelDescription:
+    """The identity `VLLMBackend(spec).identity()` reports, without starting an engine (vLLM need not be installed:
+    its tokenizer is the model's own, loaded by transformers)."""
+    from dgr_core.backends.hf import load_tokenizer
+
+    path = resolve_model_path(spec.ref, ws, spec.revision)
+    _, dtype = pick_device_dtype("auto", spec.dtype)
+    tok = load_tokenizer(spec, path, pad_fix=False)
+    return ModelDescription(spec, "vllm", tok, lambda: _identity(spec, path, tok, ws, dtype))

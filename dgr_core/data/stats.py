@@ -25,7 +25,6 @@ import pandas as pd
 
 from dgr_core.data import search
 from dgr_core.data.schema import THINK_CLOSED, THINK_EMPTY, THINK_MISSING, THINK_UNCLOSED, DatasetInfo
-from dgr_core.errors import ModelLoadError
 from dgr_core.models.loading import ModelSpec
 from dgr_core.workspace import Workspace, atomic_write_bytes, atomic_write_json
 
@@ -77,20 +76,10 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
 
 def load_tokenizer(spec: ModelSpec, backend: str, ws: Workspace | None = None) -> TokenizerRef:
     """The target model's tokenizer alone (the weights are never loaded). ModelLoadError if it cannot be found."""
-    if backend == "fake":
-        from dgr_core.backends.fake import FakeTokenizer
+    from dgr_core.backends.base import describe_model, uses_weight_files
 
-        return TokenizerRef(FakeTokenizer(), "fake-v1", "fake")
-    from transformers import AutoTokenizer
-
-    from dgr_core.models.loading import resolve_model_path
-
-    path = resolve_model_path(spec.ref, ws, spec.revision)
-    try:
-        tok = AutoTokenizer.from_pretrained(path, revision=spec.revision, trust_remote_code=spec.trust_remote_code)
-    except Exception as exc:  # a broken tokenizer file raises anything (KeyError, …): a named error instead
-        raise ModelLoadError(f"Could not load the tokenizer of {spec.ref!r} from {path}: {exc!r}"[:500]) from exc
-    return TokenizerRef(tok, tokenizer_fingerprint(tok), spec.ref)
+    tok = describe_model(spec, backend, ws).tokenizer  # the backend's own describer: no weights, no identity hash
+    return TokenizerRef(tok, tokenizer_fingerprint(tok), spec.ref if uses_weight_files(backend) else backend)
 
 
 # ---------------------------------------------------------------- lengths

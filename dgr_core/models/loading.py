@@ -279,25 +279,43 @@ def tokenizer_hash(tokenizer: Any) -> str:
 
 
 def model_identity(loaded: LoadedModel, ws: Workspace | None = None) -> dict[str, Any]:
-    """What identifies the weights and tokenizer, for cache keys: hub id + commit, or a hash of local weights."""
+    """`cache_identity` of a loaded model plus what a person reads (architecture, parameter count)."""
     config = loaded.model.config
-    ident: dict[str, Any] = {
+    return {
         "name": Path(loaded.path).name if Path(loaded.path).is_dir() else loaded.path,
-        "ref": loaded.spec.ref,
         "architecture": (getattr(config, "architectures", None) or [type(loaded.model).__name__])[0],
         "n_params": int(sum(p.numel() for p in loaded.model.parameters())),
-        "tokenizer_hash": tokenizer_hash(loaded.tokenizer),
+        **cache_identity(loaded.spec, loaded.path, loaded.tokenizer, ws),
     }
-    if Path(loaded.path).is_dir():
-        ident["weights_hash"] = weights_hash(Path(loaded.path), ws)
+
+
+def cache_identity(spec: ModelSpec, path: str, tokenizer: Any, ws: Workspace | None = None) -> dict[str, Any]:
+    """What identifies the weights and tokenizer in every cache key: hub id + commit, or a hash of local weights;
+    for a `run:<id>` model also the run and the base model it was trained from. Needs no weights loaded, so the
+    loaded backend (`model_identity`) and a page that only looks up scores (`backends.base.describe_model`) get
+    the same identity from this one function."""
+    ident: dict[str, Any] = {"ref": spec.ref, "tokenizer_hash": tokenizer_hash(tokenizer)}
+    if Path(path).is_dir():
+        ident["weights_hash"] = weights_hash(Path(path), ws)
     else:
-        ident["revision"] = getattr(config, "_commit_hash", None) or loaded.spec.revision or "main"
-    if loaded.spec.ref.startswith(RUN_PREFIX):
+        ident["revision"] = hub_commit(path, spec)
+    if spec.ref.startswith(RUN_PREFIX):
         # The run's own weights (adapter or full model) are hashed above; add what they were trained from.
-        run_dir, result = _run_result(loaded.spec.ref, ws or Workspace.default())
+        run_dir, result = _run_result(spec.ref, ws or Workspace.default())
         ident.update(name=f"{RUN_PREFIX}{run_dir.name}", run=run_dir.name,
                      base=result.get("base_identity") or result["base_model"])
     return ident
+
+
+def hub_commit(ref: str, spec: ModelSpec) -> str:
+    """The commit a hub id resolves to (from the local HF cache when offline), else the requested revision."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(ref, revision=spec.revision, trust_remote_code=spec.trust_remote_code)
+    except (OSError, ValueError):
+        config = None
+    return getattr(config, "_commit_hash", None) or spec.revision or "main"
 
 
 def weights_hash(folder: Path, ws: Workspace | None = None) -> str:

@@ -31,6 +31,7 @@ from dgr_core.scoring.segments import ANSWER, REASONING, Encoded, RenderConfig, 
 from dgr_core.workspace import Workspace
 
 OPERATION, VERSION = "score", 1
+NLL_SEGMENTS = ("reasoning", "answer", "total")  # the per-sample NLL columns: nll_<segment>
 Progress = Callable[[dict[str, Any]], None]
 
 
