@@ -19,6 +19,7 @@ from dgr_core.jobs import manager
 from dgr_core.models.loading import ModelSpec
 from dgr_core.scoring.api import ScoreConfig
 from dgr_core.shift import analysis as A
+from dgr_core.shift import maps, sentences
 from dgr_core.shift.selections import load_selection
 
 REPO = Path(__file__).resolve().parents[1]
@@ -142,7 +143,7 @@ def test_scored_sets_show_distributions_statistics_map_and_rankings(ws):
 
 def test_large_umap_maps_are_a_job(ws, monkeypatch):
     save_and_score(ws)
-    monkeypatch.setattr(A, "UMAP_INLINE_MAX", 10)
+    monkeypatch.setattr(maps, "UMAP_INLINE_MAX", 10)  # where needs_job reads it
     at = _open(["own", "external"], tab="Map")
     assert len(_charts(at)) == 1  # PCA is drawn at once
     at.radio(key="shift_method").set_value("umap").run()
@@ -153,7 +154,7 @@ def test_large_umap_maps_are_a_job(ws, monkeypatch):
 
 
 def test_output_family_after_its_embedding_job(ws, monkeypatch):
-    monkeypatch.setattr(A, "_encode", _fake_encode)
+    monkeypatch.setattr(sentences, "_encode", _fake_encode)
     save_and_score(ws)
     at = _open(["own", "external", "refined"], tab="Shift statistics")
     at.selectbox(key="shift_own").set_value("own").run()

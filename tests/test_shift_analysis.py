@@ -10,12 +10,14 @@ import pytest
 
 from dgr_core.backends.base import get_backend
 from dgr_core.data.store import DatasetStore
+from dgr_core.errors import SpecError
 from dgr_core.jobs import manager
 from dgr_core.jobs.context import JobContext
 from dgr_core.models.loading import ModelSpec
 from dgr_core.scoring.api import ScoreConfig, score_dataset, score_frame
 from dgr_core.shift import analysis as A
 from dgr_core.shift import job as shift_job
+from dgr_core.shift import sentences, statcache
 from dgr_core.shift import stats as S
 
 N = 24
@@ -111,13 +113,13 @@ def test_shift_stats_equal_the_direct_computation_and_are_cached(sets, ws, monke
     assert len(list((ws.scores / "shift").glob("*.json"))) == 2  # one file per family
 
     calls = []
-    real = A.compare_sets
+    real = statcache.compare_sets
 
     def spy(nll_a, nll_b, emb_a, emb_b, **kw):
         calls.append(("likelihood" if nll_a is not None else "") + ("embedding" if emb_a is not None else ""))
         return real(nll_a, nll_b, emb_a, emb_b, **kw)
 
-    monkeypatch.setattr(A, "compare_sets", spy)
+    monkeypatch.setattr(statcache, "compare_sets", spy)
     again = A.shift_stats(ws, own, ext, segment="answer")
     assert [s.to_dict() for s in again] == [s.to_dict() for s in stats] and calls == []
     # Another segment recomputes only the (cheap) likelihood family; the embedding one does not depend on it.
@@ -236,7 +238,7 @@ def test_project_job_fills_the_cache_the_page_reads(sets, ws):
     assert result["n"] == 2 * N and result["method"] == "pca"
     X, _ = A.map_points({n: sets[n] for n in ("own", "refined")})
     assert A.cached_projection(ws, X, "pca") is not None
-    with pytest.raises(shift_job.SpecError, match="method"):
+    with pytest.raises(SpecError, match="config.method"):
         shift_job.validate_project({**config, "method": "tsne"})
     DatasetStore(ws).save("unscored", frames()["own"].assign(answer="new text"), origin="test")
     with pytest.raises(A.DataError, match="not fully scored"):
@@ -284,7 +286,7 @@ def _fake_encode(texts: list[str], batch_size: int) -> np.ndarray:
 
 
 def test_output_family_waits_for_the_embed_job_then_ranks_refined_above_external(sets, ws, monkeypatch):
-    monkeypatch.setattr(A, "_encode", _fake_encode)
+    monkeypatch.setattr(sentences, "_encode", _fake_encode)
     others = {n: sets[n].frame for n in ("external", "refined")}
     fam = A.output_family(ws, others, "own")
     assert fam.stats == {} and fam.to_embed == ["external", "refined"] and fam.n_missing == 3 * N

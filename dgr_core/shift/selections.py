@@ -21,6 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from dgr_core.data.loaders import safe_name
 from dgr_core.errors import DataError
 from dgr_core.workspace import Workspace, atomic_write_json, read_json
@@ -119,3 +121,26 @@ def delete_selection(ws: Workspace, name: str) -> None:
     if not path.is_file():
         raise DataError(f"no selection named '{name}' in {ws.selections}")
     path.unlink()
+
+
+# ---- selections on the map (Plotly box / lasso) ------------------------------------------------------------
+
+def selection_ids(points: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """Plotly selection points (with customdata [dataset, id]) grouped as dataset -> ids, in selection order."""
+    out: dict[str, list[str]] = {}
+    for p in points or []:
+        data = p.get("customdata")
+        if isinstance(data, (list, tuple)) and len(data) >= 2:
+            ids = out.setdefault(str(data[0]), [])
+            if str(data[1]) not in ids:
+                ids.append(str(data[1]))
+    return out
+
+
+def filter_points(points: pd.DataFrame, selected: dict[str, list[str]]) -> pd.DataFrame:
+    """The rows of a `map_points` table whose (dataset, id) is in `selected`; all rows when nothing is selected."""
+    if not any(selected.values()):
+        return points
+    wanted = pd.MultiIndex.from_tuples([(d, str(i)) for d, ids in selected.items() for i in ids])
+    keys = pd.MultiIndex.from_arrays([points["dataset"].astype(str), points["id"].astype(str)])
+    return points[keys.isin(wanted)]
