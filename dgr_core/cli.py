@@ -25,7 +25,7 @@ from dgr_core.errors import DGRError
 from dgr_core.workspace import Workspace
 
 COMMAND_MODULES = ("dgr_core.refine.cli", "dgr_core.train.cli", "dgr_core.evaluate.cli", "dgr_core.pipeline",
-                   "dgr_core.audit.cli")
+                   "dgr_core.audit.cli", "dgr_core.cli_views")
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
@@ -111,17 +111,16 @@ def resolve_dataset(name_or_path: str, ws: Workspace) -> str:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
+    from dgr_core.config import from_args
     from dgr_core.jobs import manager
     from dgr_core.models.loading import ModelSpec
     from dgr_core.scoring.api import ScoreConfig
+    from dgr_core.scoring.job import ScoreJobConfig
 
     ws = Workspace.default()
     dataset = resolve_dataset(args.dataset, ws)
-    cfg = ScoreConfig(model=ModelSpec(args.model, revision=args.revision, device=args.device, dtype=args.dtype,
-                                      trust_remote_code=args.trust_remote_code),
-                      backend=args.backend, mode=args.mode, layer=args.layer, max_length=args.max_length,
-                      token_budget=args.token_budget)
-    run = manager.submit(ws, "score", {"dataset": dataset, "score": cfg.to_dict()}, name=f"score-{dataset}")
+    cfg = from_args(ScoreConfig, args, model=from_args(ModelSpec, args, ref=args.model), backend=args.backend)
+    run = manager.submit(ws, "score", ScoreJobConfig(dataset, cfg).to_dict(), name=f"score-{dataset}")
     return follow(run)
 
 
@@ -250,6 +249,9 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from dgr_core.config import add_arguments
+    from dgr_core.scoring.api import ScoreConfig
+
     parser = argparse.ArgumentParser(prog="dgr", description="DGR Lens: distribution shift of safety SFT data.")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("prepare", help="convert the embedded model and create the demo datasets").set_defaults(fn=cmd_prepare)
@@ -271,10 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("score", help="per-token log-likelihoods and embeddings under the target model")
     p.add_argument("--dataset", required=True, help="a dataset name or a file to import")
     add_model_args(p)
-    p.add_argument("--mode", default="chat", choices=["chat", "raw"])
-    p.add_argument("--layer", type=int, default=-1, help="hidden layer pooled into the embedding (-1 = last)")
-    p.add_argument("--max-length", type=int, default=4096)
-    p.add_argument("--token-budget", type=int, default=0, help="tokens per batch; 0 = auto")
+    add_arguments(p, ScoreConfig, only=("mode", "layer", "max_length", "token_budget"))  # defaults: the fields
     p.set_defaults(fn=cmd_score)
     p = sub.add_parser("jobs", help="list, inspect, cancel, resume or follow runs")
     p.add_argument("action", choices=["list", "status", "cancel", "resume", "follow"])

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from dgr_core.errors import DataError
+from dgr_core.scoring.api import NLL_SEGMENTS
 from dgr_core.scoring.segments import (
     ANSWER,
     CLOSE,
@@ -43,7 +44,7 @@ from dgr_core.scoring.segments import (
     token_pieces,
 )
 
-SEGMENTS = ("reasoning", "answer", "total")
+SEGMENTS = NLL_SEGMENTS
 # Surprisal (nats) at which a token gets the darkest colour; ~e^-10 = 1 in 22,000.
 SURPRISAL_MAX = 10.0
 _WS = re.compile(r"\s+")

@@ -165,8 +165,9 @@ def refine_config(cfg: DemoConfig, names: dict[str, str]) -> dict[str, Any]:
 
 def score_config(cfg: DemoConfig, dataset: str) -> dict[str, Any]:
     from dgr_core.scoring.api import ScoreConfig
+    from dgr_core.scoring.job import ScoreJobConfig
 
-    return {"dataset": dataset, "score": ScoreConfig(model=cfg.model, backend=cfg.backend).to_dict()}
+    return ScoreJobConfig(dataset, ScoreConfig(model=cfg.model, backend=cfg.backend)).to_dict()
 
 
 def train_config(cfg: DemoConfig, dataset: str, seed: int) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from dgr_core.data.store import DatasetStore
 from dgr_core.errors import DGRError
 from dgr_core.report import export_unavailable
 from dgr_core.scoring.api import ScoreConfig
+from dgr_core.scoring.job import ScoreJobConfig
 from dgr_core.shift import analysis as A
 from dgr_ui import audit_view as AV
 from dgr_ui import tokens as ui
@@ -53,7 +54,7 @@ def scored_or_jobs(ws, names: tuple[str, str], cfg: ScoreConfig, handle) -> dict
                    "uncoloured until a score job has run.")
         if st.button(f"Score {len(missing)} dataset(s)", key="compare_score"):
             for name in missing:
-                launch(ws, "score", {"dataset": name, "score": cfg.to_dict()}, name=f"score {name}",
+                launch(ws, "score", ScoreJobConfig(name, cfg).to_dict(), name=f"score {name}",
                        key=f"compare-score-{name}")
         for name in missing:
             job_panel(tracked(f"compare-score-{name}"), key=f"compare-score-{name}")

@@ -27,7 +27,7 @@ from dgr_core.data.store import DatasetStore
 from dgr_core.errors import DataError, DGRError
 from dgr_core.models.loading import DEMO_ALIASES
 from dgr_core.scoring.api import ScoreConfig
-from dgr_core.scoring.job import MODES
+from dgr_core.scoring.job import MODES, ScoreJobConfig
 from dgr_core.security import ROOTS_ENV, check_import_path, data_roots
 from dgr_core.workspace import Workspace
 from dgr_ui import audit_view as AV
@@ -339,7 +339,7 @@ def score_section(ws: Workspace, name: str) -> None:
     cfg = ScoreConfig(model=spec, backend=backend, mode=mode, max_length=int(max_length))
     key = f"datasets-score-{name}"
     if st.button("Score with target model", key="ds_score", type="primary"):
-        launch(ws, "score", {"dataset": name, "score": cfg.to_dict()}, name=f"score {name}", key=key)
+        launch(ws, "score", ScoreJobConfig(name, cfg).to_dict(), name=f"score {name}", key=key)
     job_panel(tracked(key), key)
 
 

@@ -15,6 +15,7 @@ import streamlit as st
 from dgr_core.data.store import DatasetStore
 from dgr_core.errors import DGRError
 from dgr_core.scoring.api import ScoreConfig
+from dgr_core.scoring.job import ScoreJobConfig
 from dgr_core.shift import analysis as A
 from dgr_core.shift.selections import list_selections, save_selection
 from dgr_ui import audit_view as AV
@@ -52,7 +53,7 @@ def missing_panel(ws, missing: list[str], cfg: ScoreConfig, handle) -> None:
                + "\n".join(lines))
     if st.button(f"Score {len(missing)} dataset(s)", key="shift_score_missing", type="primary"):
         for name in missing:  # one job per dataset; they queue on the device lock
-            launch(ws, "score", {"dataset": name, "score": cfg.to_dict()}, name=f"score {name}",
+            launch(ws, "score", ScoreJobConfig(name, cfg).to_dict(), name=f"score {name}",
                    key=f"shift-score-{name}")
     for name in missing:
         job_panel(tracked(f"shift-score-{name}"), key=f"shift-score-{name}")

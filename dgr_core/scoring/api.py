@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -43,7 +43,7 @@ class ScoreConfig(Config):
 
     model: ModelSpec = field(default_factory=ModelSpec)  # (key, through its identity) the target model
     backend: str = "hf"  # (key) "hf", "vllm" or "fake"
-    mode: str = "chat"  # (key) "chat": the model's chat template; "raw": prompt + response as plain text
+    mode: Literal["chat", "raw"] = "chat"  # (key) "chat": the model's chat template; "raw": prompt + response as plain text
     layer: int = -1  # (key) hidden layer pooled into the embedding; -1 = last (after the final norm)
     max_length: int = 4096  # (key) tokens; longer samples are cut and flagged `truncated`
     think_open: str = "<think>\n"  # (key) how reasoning is opened in the assistant turn
