@@ -92,7 +92,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     sets = {n: A.load_scored_set(ws, n, cfg, handle) for n in dict.fromkeys(names)}
     df_a, df_b = A.dataset_frame(ws, args.a), A.dataset_frame(ws, args.b)
     pairs = C.pair_rows(df_a, df_b)
-    scores = [sets[n].result.table if sets[n] else None for n in names]
+    scores = [s.result.table if (s := sets[n]) is not None else None for n in names]
     table = C.order_pairs(C.pair_table(pairs, *scores), args.order, args.segment, category=args.category)
     if table.empty:
         raise DGRError(f"No rows of {args.a} and {args.b} share a prompt (nor a parent_id).")

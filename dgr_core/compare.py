@@ -176,7 +176,7 @@ class TokenView:
         return "".join(self.pieces)
 
 
-def fast_token_pieces(tokenizer, ids: np.ndarray, block: int = 256) -> list[str]:
+def fast_token_pieces(tokenizer, ids: np.ndarray | list[int], block: int = 256) -> list[str]:
     """`token_pieces`, computed block by block (it decodes every prefix, so it is quadratic in length).
 
     Exact: the blockwise result is kept only if its concatenation equals the decoded text of all ids; a block edge

@@ -97,9 +97,14 @@ def _to_json(value: Any) -> Any:
 
 # ---- from_dict -------------------------------------------------------------------------------------------------
 
-@cache
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
 def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+    """The resolved field types of a dataclass (memoized: `from __future__ import annotations` makes them text)."""
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
 
 
 def from_dict(cls: type[T], data: Any, where: str | None = None) -> T:
@@ -210,12 +215,12 @@ def default_of(cls: type, name: str) -> Any:
 
 
 @cache
-def _source_comments(cls: type) -> dict[str, str]:
+def _source_comments(cls: Any) -> dict[str, str]:
     try:
         source = inspect.getsource(cls)
     except (OSError, TypeError):
         return {}
-    out = {}
+    out: dict[str, str] = {}
     for m in re.finditer(r"^\s+(\w+)\s*:[^#\n]*#\s*(.+)$", source, re.M):
         out.setdefault(m.group(1), m.group(2).strip())
     return out

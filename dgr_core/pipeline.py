@@ -337,7 +337,7 @@ def run(cfg: DemoConfig, ctx: JobContext) -> dict[str, Any]:
     prepare_original(ctx.ws, cfg, names, ctx.run_dir.name)
     steps = plan_steps(cfg)
     rows = _init_steps(ctx.run_dir, steps)
-    results = {}
+    results: dict[str, dict[str, Any]] = {}
     for number, step in enumerate(steps, start=1):
         if ctx.should_stop():
             raise JobCancelled(f"Cancelled before step {number}/{len(steps)} ({step.label}); resume to continue.")

@@ -61,7 +61,7 @@ class FakeTokenizer:
 
     def __call__(self, text: str, add_special_tokens: bool = False, return_offsets_mapping: bool = False):
         matches = list(_TOKEN.finditer(text))
-        out = {"input_ids": [self._id(m.group()) for m in matches]}
+        out: dict[str, list[Any]] = {"input_ids": [self._id(m.group()) for m in matches]}
         if return_offsets_mapping:
             out["offset_mapping"] = [(m.start(), m.end()) for m in matches]
         return out

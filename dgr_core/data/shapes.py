@@ -125,11 +125,11 @@ def _detect_core(columns: list[str], records: list[dict]) -> ColumnMapping | Non
         if prompt in columns and response in columns:
             return ColumnMapping(shape=shape, prompt=prompt, response=response)
     for column in sorted(columns, key=lambda c: c not in CHAT_COLUMNS):
-        shape = _chat_shape(records, column)
-        if shape:
-            return ColumnMapping(shape=shape, messages=column)
-    prompt = _first(PROMPT_ONLY, columns)
-    return ColumnMapping(shape="prompt_only", prompt=prompt) if prompt else None
+        chat = _chat_shape(records, column)
+        if chat:
+            return ColumnMapping(shape=chat, messages=column)
+    only = _first(PROMPT_ONLY, columns)
+    return ColumnMapping(shape="prompt_only", prompt=only) if only else None
 
 
 def detect_mapping(columns: list[str], sample_records: list[dict], *, file: str | None = None) -> ColumnMapping:

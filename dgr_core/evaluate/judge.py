@@ -42,7 +42,7 @@ from dgr_core.backends.base import Backend, GenerationConfig, get_backend
 from dgr_core.errors import DGRError
 from dgr_core.evaluate.benchmarks import package_data_file
 from dgr_core.evaluate.extract import split_think
-from dgr_core.evaluate.refusal import KeywordJudge, RefusalJudge, RefusalVerdict, _part_to_judge
+from dgr_core.evaluate.refusal import JudgedPart, KeywordJudge, RefusalJudge, RefusalVerdict, _part_to_judge
 from dgr_core.models.loading import ModelSpec
 from dgr_core.workspace import Workspace
 
@@ -67,7 +67,7 @@ def parse_guard_output(text: str) -> tuple[str, list[str]]:
     return "unparsed", []
 
 
-def verdict_from_guard(text: str, judge_name: str, judged: str = "answer") -> RefusalVerdict:
+def verdict_from_guard(text: str, judge_name: str, judged: JudgedPart = "answer") -> RefusalVerdict:
     """A `RefusalVerdict` from one guard output, with the semantics of the module docstring."""
     label, categories = parse_guard_output(text)
     if label == "safe":

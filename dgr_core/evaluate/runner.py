@@ -247,7 +247,8 @@ def _load_source(source: BenchmarkSource, cfg: EvalConfig) -> pd.DataFrame:
     limit = cfg.limit_of(source)
     if source.path is not None:
         df = load_jsonl_prompts(source.path, source.prompt_field, id_field=source.id_field,
-                                reference_field=source.reference_field, kind=source.kind, benchmark=source.name)
+                                reference_field=source.reference_field, kind=source.kind,  # type: ignore[arg-type]
+                                benchmark=source.name)  # kind: checked against KINDS by check_config
         return subset(df, limit, cfg.seed)
     if source.name == "arithmetic":  # generated: make exactly `limit` items at the chosen levels
         return load_arithmetic(limit or ARITHMETIC_ALL, tuple(cfg.arithmetic_levels), seed=0)
@@ -582,6 +583,7 @@ def run_evaluation(
     for batch in _batches_by_benchmark(pending, cfg.generation.batch_size):
         if should_stop and should_stop():
             raise JobCancelled(f"Cancelled after {clock.done} of {clock.total} samples; resume to continue.")
+        assert backend is not None  # built above whenever something is pending
         _run_batch(batch, cfg, backend, judges, out_path, clock)
         report(clock.event(batch[0]["benchmark"]))
     records = read_outputs(out_path)

@@ -265,8 +265,8 @@ def _load_pretrained(path: str, spec: ModelSpec, device: str, dtype: str) -> tup
         raise ModelLoadError(f"Could not load model {spec.ref!r} from {path}: {brief(exc)}") from exc
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model.to(device).eval()
-    return model, tokenizer
+    model = model.to(device)  # type: ignore[arg-type]  # transformers' stub types `to`'s first argument oddly
+    return model.eval(), tokenizer
 
 
 def tokenizer_hash(tokenizer: Any) -> str:

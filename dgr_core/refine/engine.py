@@ -395,7 +395,7 @@ def apply_judge(df: pd.DataFrame, outcomes: list[Outcome], judge: Any) -> list[O
         return outcomes
     prompts = [text(rows[o.id].get("prompt")) for o in passed]
     originals = [join_think(text(rows[o.id].get("reasoning")), text(rows[o.id].get("answer"))) for o in passed]
-    rewrites = [join_think(o.rewrite.reasoning, o.rewrite.answer) for o in passed]
+    rewrites = [join_think(o.rewrite.reasoning, o.rewrite.answer) for o in passed if o.rewrite is not None]
     labels = [guard_label(v) for v in judge.judge(prompts + prompts, originals + rewrites)]
     for i, o in enumerate(passed):
         o.ok, o.reason = check_judge(labels[i], labels[len(passed) + i])

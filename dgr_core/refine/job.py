@@ -144,6 +144,7 @@ def check_data(ws: Workspace, cfg: RefineConfig, *, missing_ok: bool = False) ->
 def run(cfg: RefineConfig, ctx) -> dict[str, Any]:
     started = time.perf_counter()
     df = check_data(ctx.ws, cfg)
+    assert df is not None  # missing_ok is off: an absent dataset raised
     path = ctx.path(engine.GENERATIONS_FILE)
     todo = engine.pending_rows(df, engine.read_generations(path))
     meter = engine.Meter(len(df), len(df) - len(todo), time.perf_counter)

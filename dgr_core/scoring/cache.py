@@ -127,7 +127,7 @@ class ScoreStore:
         return self._arrays[chunk]
 
 
-def _pack(arrays: list[SampleArrays]) -> dict[str, np.ndarray]:
+def _pack(arrays: list[SampleArrays]) -> dict[str, Any]:  # Any: np.savez's **kwds
     lengths = [len(a.logprobs) for a in arrays]
     return {
         "offsets": np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),

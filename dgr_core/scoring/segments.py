@@ -27,7 +27,7 @@ from dgr_core.render import (  # noqa: F401  (re-exported)
 )
 
 
-def token_pieces(tokenizer, ids: np.ndarray) -> list[str]:
+def token_pieces(tokenizer, ids: np.ndarray | list[int]) -> list[str]:
     """Decoded text of each token (multi-byte characters split over tokens decode to their bytes' replacement
     only at the end of the character, so the concatenation equals the decoded text)."""
     out, prev = [], ""

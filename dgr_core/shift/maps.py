@@ -64,7 +64,7 @@ def compute_projection(ws: Workspace, X: np.ndarray, method: str, *, n_component
         return cached
     params = projection_params(method, n_components, seed)
     key = projection_key(X, method, params)
-    proj = project_with_info(X, method, n_components=n_components, seed=seed)
+    proj = project_with_info(X, method, n_components=n_components, seed=seed)  # type: ignore[arg-type]
     npz_path, meta_path = _projection_paths(ws, key)
     buf = io.BytesIO()
     np.savez(buf, coords=proj.coords)

@@ -37,6 +37,7 @@ import math
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -77,7 +78,7 @@ class ShiftStat:
     @classmethod
     def from_dict(cls, d: dict) -> ShiftStat:
         """Inverse of `to_dict`: None in a required float field becomes NaN again."""
-        out = {f.name: d.get(f.name) for f in fields(cls) if f.name in d}
+        out: dict[str, Any] = {f.name: d.get(f.name) for f in fields(cls) if f.name in d}
         for k in ("value", "ci_low", "ci_high"):
             out[k] = float("nan") if out.get(k) is None else float(out[k])
         return cls(**out)

@@ -112,12 +112,13 @@ def before_after(ws: Workspace, train_run: Path | str) -> pd.DataFrame:
     from dgr_core import runs
 
     pair = eval_pair(ws, train_run)
-    if any(r is None or r.state != "done" for r in pair.values()):
+    before, after = pair["before"], pair["after"]
+    if before is None or after is None or before.state != "done" or after.state != "done":
         return pd.DataFrame(columns=COLUMNS)
-    table = runs.metric_deltas(pair["before"].result(), pair["after"].result())
+    table = runs.metric_deltas(before.result(), after.result())
     table = table.rename(columns={"value_a": "before", "value_b": "after", "ci_a": "ci_before", "ci_b": "ci_after",
                                   "n_a": "n_before", "n_b": "n_after", "truncation_a": "truncation_before",
                                   "truncation_b": "truncation_after"})
     table["better"] = table["better"].map({"a": "before", "b": "after", "=": "=", "": ""})
-    table.attrs.update(before=pair["before"].id, after=pair["after"].id)
+    table.attrs.update(before=before.id, after=after.id)
     return table[COLUMNS]

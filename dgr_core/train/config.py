@@ -64,7 +64,7 @@ class TrainConfig(Config):
         _require(0 <= self.warmup_ratio < 1, "warmup_ratio", "must be in [0, 1)")
         _require(self.weight_decay >= 0 and self.max_grad_norm > 0, "weight_decay/max_grad_norm",
                  "weight_decay must be >= 0 and max_grad_norm > 0")
-        ok = self.lora_targets == "all-linear" or (
+        ok = self.lora_targets == "all-linear" or bool(
             isinstance(self.lora_targets, list) and self.lora_targets and all(isinstance(t, str) for t in self.lora_targets))
         _require(ok, "lora_targets", "must be a non-empty list of module names or 'all-linear'")
 

@@ -167,8 +167,8 @@ def _selected(df: pd.DataFrame, ids: list[str], n: int, seed: int) -> pd.DataFra
 
 def _by_nll(df: pd.DataFrame, nll: pd.Series, n: int, ascending: bool) -> pd.DataFrame:
     values = nll.reindex(df["id"].astype(str)).to_numpy(dtype=float)
-    order = np.argsort(values if ascending else -values, kind="stable")
-    order = [i for i in order if np.isfinite(values[i])]  # rows without that segment (NaN) cannot be ranked
+    ranked = np.argsort(values if ascending else -values, kind="stable")
+    order = [int(i) for i in ranked if np.isfinite(values[i])]  # rows without that segment (NaN) cannot be ranked
     if n > len(order):
         raise DataError(f"asked for {n} rows but only {len(order)} have an NLL score for this field.")
     return df.iloc[order[: n or len(order)]].reset_index(drop=True)

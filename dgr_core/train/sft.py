@@ -102,7 +102,8 @@ def trainable_parameters(model: Any) -> dict[str, Any]:
 
 def _param_groups(model: Any, weight_decay: float) -> list[dict[str, Any]]:
     """Weight decay on matrices only: decaying biases and norm gains just pulls them to 0 for no benefit."""
-    decay, plain = [], []
+    decay: list[Any] = []
+    plain: list[Any] = []
     for p in trainable_parameters(model).values():
         (decay if p.ndim >= 2 else plain).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": plain, "weight_decay": 0.0}]
@@ -180,8 +181,9 @@ class _Loop:
         self.cfg, self.out, self.hooks, self.acc = cfg, Path(out), hooks, accelerator
         self.tokenizer = tokenizer
         self.sampler = EpochSampler(len(examples), cfg.seed)
-        loader = DataLoader(examples, batch_size=cfg.batch_size, sampler=self.sampler,
-                            collate_fn=partial(collate, pad_id=int(tokenizer.pad_token_id)))
+        loader: DataLoader[Any] = DataLoader(
+            examples, batch_size=cfg.batch_size, sampler=self.sampler,  # type: ignore[arg-type]  # a list is a map-style dataset
+            collate_fn=partial(collate, pad_id=int(tokenizer.pad_token_id)))
         # The schedule is fixed before `prepare` (DeepSpeed wants model, optimizer, loader and scheduler in one
         # call): accelerate gives each process ceil(batches / processes) batches (even_batches, the default).
         n = accelerator.num_processes
@@ -200,7 +202,8 @@ class _Loop:
                         "expected %d): the LR schedule assumes the expected values", len(self.loader), batches,
                         accelerator.gradient_accumulation_steps, cfg.grad_accum)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.step, self.epochs_done, self.history = 0, 0, []  # history: one dict per optimizer step
+        self.step, self.epochs_done = 0, 0
+        self.history: list[dict[str, Any]] = []  # one dict per optimizer step
         # FSDP / DeepSpeed shard the optimizer state over the processes: no epoch checkpoints there (see above).
         self.checkpoints = checkpoints_supported(accelerator)
 
