@@ -7,8 +7,9 @@ import streamlit as st
 from dgr_core.errors import DGRError
 from dgr_core.models.loading import DEMO_MODEL, ModelSpec
 from dgr_core.workspace import Workspace
+from dgr_ui.state import BACKEND, TARGET_MODEL
 
-MODEL_KEY = "target_model"
+MODEL_KEY = TARGET_MODEL
 
 
 def workspace() -> Workspace:
@@ -21,7 +22,7 @@ def current_model() -> ModelSpec:
 
 
 def current_backend() -> str:
-    return st.session_state.get("backend", "hf")
+    return st.session_state.get(BACKEND, "hf")
 
 
 @st.cache_data(show_spinner=False)
@@ -48,7 +49,7 @@ def sidebar() -> None:
         col1, col2 = st.columns(2)
         device = col1.selectbox("Device", ["auto", "cpu", "cuda"], index=0, key="model_device")
         dtype = col2.selectbox("Dtype", ["auto", "float32", "bfloat16", "float16"], index=0, key="model_dtype")
-        backend = st.selectbox("Backend", ["hf", "vllm", "fake"], index=0, key="backend",
+        backend = st.selectbox("Backend", ["hf", "vllm", "fake"], index=0, key=BACKEND,
                                help="hf = transformers (CPU/GPU); vllm = GPU only; fake = scripted, for testing.")
         trust = remote_code_checkbox()
         st.session_state[MODEL_KEY] = ModelSpec(ref.strip() or DEMO_MODEL, device=device, dtype=dtype,

@@ -21,6 +21,7 @@ from dgr_ui import tokens as ui
 from dgr_ui.common import current_backend, current_model, show_error, workspace
 from dgr_ui.jobs import job_panel, launch, tracked
 from dgr_ui.render_view import what_the_model_sees
+from dgr_ui.state import COMPARE_A, COMPARE_B
 
 POS = "compare_pos"  # position in the ordered list of pairs (the sample picker's value)
 PAIR_SIG = "compare_sig"  # which datasets / order the position refers to
@@ -40,8 +41,8 @@ def score_config() -> ScoreConfig:
 
 def choose_datasets(names: list[str]) -> tuple[str, str]:
     c1, c2 = st.columns(2)
-    a = c1.selectbox("Dataset A (reference)", names, index=0, key="compare_a")
-    b = c2.selectbox("Dataset B", names, index=min(1, len(names) - 1), key="compare_b")
+    a = c1.selectbox("Dataset A (reference)", names, index=0, key=COMPARE_A)
+    b = c2.selectbox("Dataset B", names, index=min(1, len(names) - 1), key=COMPARE_B)
     return a, b
 
 

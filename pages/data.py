@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from dgr_core.config import default_of
 from dgr_core.data import stats as S
 from dgr_core.data.demo import DEMOS, ensure_demo_datasets
 from dgr_core.data.loaders import MAX_UPLOAD_BYTES, SUPPORTED_EXTENSIONS, load_upload, safe_name
@@ -334,7 +335,7 @@ def score_section(ws: Workspace, name: str) -> None:
     cols = st.columns(2)
     mode = cols[0].selectbox("Mode", MODES, key="ds_score_mode",
                              help="chat: the model's chat template; raw: prompt + response as plain text")
-    max_length = cols[1].number_input("Max tokens", 64, 131072, 4096, step=256, key="ds_score_max_length",
+    max_length = cols[1].number_input("Max tokens", 64, 131072, default_of(ScoreConfig, "max_length"), step=256, key="ds_score_max_length",
                                       help="longer samples are cut and flagged `truncated`")
     cfg = ScoreConfig(model=spec, backend=backend, mode=mode, max_length=int(max_length))
     key = f"datasets-score-{name}"

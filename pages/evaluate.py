@@ -14,6 +14,7 @@ import streamlit as st
 
 from dgr_core import runs
 from dgr_core.backends.base import GenerationConfig
+from dgr_core.config import default_of
 from dgr_core.errors import DGRError
 from dgr_core.evaluate.arithmetic import LEVELS
 from dgr_core.evaluate.benchmarks import BENCHMARKS
@@ -35,6 +36,7 @@ from dgr_core.jobs import manager
 from dgr_core.models.loading import ModelSpec
 from dgr_ui.common import current_backend, current_model, show_error, workspace
 from dgr_ui.jobs import job_panel, launch, tracked
+from dgr_ui.state import EVAL_MODEL_REF
 
 KEY = "evaluate"
 ALL = "(all)"
@@ -58,7 +60,7 @@ def model_spec() -> ModelSpec:
     """The sidebar's model, or the one the Train page handed over (eval_model_ref); a manual edit sticks until
     one of those two changes."""
     base = current_model()
-    sources = (base.ref, st.session_state.get("eval_model_ref"))
+    sources = (base.ref, st.session_state.get(EVAL_MODEL_REF))
     if "eval_model" not in st.session_state or st.session_state.get("_eval_model_sources") != sources:
         st.session_state["eval_model"] = sources[1] or sources[0]
     st.session_state["_eval_model_sources"] = sources
@@ -71,7 +73,7 @@ def benchmark_sources() -> tuple[list[BenchmarkSource], int, list[int]]:
     names = st.multiselect("Benchmarks", list(BENCHMARKS), default=list(DEFAULT_BENCHMARKS), key="eval_benchmarks",
                            help="\n".join(f"- **{n}** ({s.kind}): {s.description}" for n, s in BENCHMARKS.items()))
     col1, col2 = st.columns(2)
-    limit = int(col1.number_input("Items per benchmark (0 = all)", min_value=0, value=20, step=5, key="eval_limit"))
+    limit = int(col1.number_input("Items per benchmark (0 = all)", min_value=0, value=default_of(EvalConfig, "limit"), step=5, key="eval_limit"))
     levels = col2.multiselect("Arithmetic levels", list(LEVELS), default=[1, 2], key="eval_levels",
                               help="1 = single-digit addition ... 5 = two-step word problems.")
     overrides = per_benchmark_limits(names)
@@ -114,19 +116,20 @@ def generation_settings() -> tuple[GenerationConfig, int]:
                            "reasoning-model papers, temperature 0.6, top-p 0.95, k samples per item (mean accuracy "
                            "and pass@k). Use budgets up to 32k new tokens on a GPU.")
     cols = st.columns(6)
-    max_new = int(cols[0].number_input("Max new tokens", min_value=1, max_value=MAX_BUDGET, value=256, step=256,
+    max_new = int(cols[0].number_input("Max new tokens", min_value=1, max_value=MAX_BUDGET,
+                                       value=default_of(GenerationConfig, "max_new_tokens"), step=256,
                                        key="eval_max_new", help=f"The budget: up to {MAX_BUDGET} (GPU)."))
     fixed = DECODING_PRESETS.get(preset)
-    temperature = float(cols[1].number_input("Temperature", min_value=0.0, value=0.0, step=0.1,
+    temperature = float(cols[1].number_input("Temperature", min_value=0.0, value=default_of(GenerationConfig, "temperature"), step=0.1,
                                              key="eval_temperature", disabled=fixed is not None))
-    top_p = float(cols[2].number_input("Top-p", min_value=0.01, max_value=1.0, value=1.0, step=0.05,
+    top_p = float(cols[2].number_input("Top-p", min_value=0.01, max_value=1.0, value=default_of(GenerationConfig, "top_p"), step=0.05,
                                        key="eval_top_p", disabled=fixed is not None))
     samples = int(cols[3].number_input("Samples per item (k)", min_value=1, max_value=64,
                                        value=int(fixed["samples"]) if fixed else 1, step=1,
                                        key=f"eval_samples_{preset}", disabled=preset == "greedy"))
-    seed = int(cols[4].number_input("Seed", value=0, step=1, key="eval_seed",
+    seed = int(cols[4].number_input("Seed", value=default_of(GenerationConfig, "seed"), step=1, key="eval_seed",
                                     help="Picks the item subset and seeds sampling (sample s uses seed + s)."))
-    batch = int(cols[5].number_input("Batch size", min_value=1, value=8, step=1, key="eval_batch"))
+    batch = int(cols[5].number_input("Batch size", min_value=1, value=default_of(GenerationConfig, "batch_size"), step=1, key="eval_batch"))
     if fixed:
         temperature, top_p = float(fixed["temperature"]), float(fixed["top_p"])
     return GenerationConfig(max_new_tokens=max_new, temperature=temperature, top_p=top_p, seed=seed,

@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from dgr_core.backends.base import GenerationConfig
+from dgr_core.config import default_of
 from dgr_core.data.store import DatasetStore
 from dgr_core.errors import DGRError
 from dgr_core.jobs import manager
@@ -20,6 +21,9 @@ from dgr_core.refine.job import RefineConfig, validate
 from dgr_core.refine.templates import MODES, default_template, preview
 from dgr_ui.common import current_backend, current_model, show_error, workspace
 from dgr_ui.jobs import job_panel, launch
+from dgr_ui.state import COMPARE_A, COMPARE_B
+
+REFINE_GEN = default_of(RefineConfig, "generation")  # the refine defaults (max_new_tokens 512)
 
 KEY = "refine"
 MODE_HELP = {
@@ -82,12 +86,12 @@ def show_preview(template: str, mode: str, df: pd.DataFrame, spec: ModelSpec, ba
 def generation_settings() -> GenerationConfig:
     cols = st.columns(5)
     return GenerationConfig(
-        max_new_tokens=int(cols[0].number_input("Max new tokens", 1, 32768, 512, key="refine_max_new")),
+        max_new_tokens=int(cols[0].number_input("Max new tokens", 1, 32768, REFINE_GEN.max_new_tokens, key="refine_max_new")),
         temperature=float(cols[1].number_input("Temperature", 0.0, 2.0, 0.0, 0.1, key="refine_temp",
                                                help="0 = greedy")),
         top_p=float(cols[2].number_input("Top-p", 0.01, 1.0, 1.0, 0.05, key="refine_top_p")),
         seed=int(cols[3].number_input("Seed", 0, 2**31 - 1, 0, key="refine_seed")),
-        batch_size=int(cols[4].number_input("Batch size", 1, 1024, 8, key="refine_batch",
+        batch_size=int(cols[4].number_input("Batch size", 1, 1024, REFINE_GEN.batch_size, key="refine_batch",
                                             help="prompts per generate call; also the resume checkpoint unit")))
 
 
@@ -173,8 +177,8 @@ def open_compare(result: dict) -> None:
         return
     if st.button(f"Compare {result['parent']} vs {result['output_dataset']}", type="primary", key="refine_compare",
                  help="opens the Compare page on the two sets (scored by this run unless scoring was off)"):
-        st.session_state["compare_a"] = result["parent"]
-        st.session_state["compare_b"] = result["output_dataset"]
+        st.session_state[COMPARE_A] = result["parent"]
+        st.session_state[COMPARE_B] = result["output_dataset"]
         st.switch_page("pages/compare.py")
 
 

@@ -12,6 +12,7 @@ import json
 import pandas as pd
 import streamlit as st
 
+from dgr_core.config import default_of
 from dgr_core.data.store import DatasetStore
 from dgr_core.errors import DGRError
 from dgr_core.scoring.api import ScoreConfig
@@ -22,6 +23,7 @@ from dgr_ui import audit_view as AV
 from dgr_ui import tokens as ui
 from dgr_ui.common import current_backend, current_model, show_error, workspace
 from dgr_ui.jobs import job_panel, launch, tracked
+from dgr_ui.state import SHIFT_DATASETS
 
 SELECTED = "shift_selected"  # {dataset: [ids]} of the current map selection
 EVENT_SIG = "shift_event_sig"  # the last selection event seen, so a rerun without a new event keeps SELECTED
@@ -34,7 +36,7 @@ def score_config() -> ScoreConfig:
         c1, c2, c3 = st.columns(3)
         mode = c1.selectbox("Mode", ["chat", "raw"], key="shift_mode",
                             help="chat = the model's chat template; raw = prompt and response as plain text.")
-        max_length = c2.number_input("Max tokens", 64, 131072, 4096, step=256, key="shift_max_length")
+        max_length = c2.number_input("Max tokens", 64, 131072, default_of(ScoreConfig, "max_length"), step=256, key="shift_max_length")
         layer = c3.number_input("Embedding layer", -64, 128, -1, key="shift_layer",
                                 help="Hidden layer pooled into the embedding; -1 = last.")
     return ScoreConfig(model=current_model(), backend=current_backend(), mode=mode, max_length=int(max_length),
@@ -231,7 +233,7 @@ def main() -> None:
         st.info("No datasets yet: import one on the Datasets page, or run `dgr prepare` for the demo sets.")
         return
     chosen = st.multiselect("Datasets (the first is the reference)", names, default=names[:2],
-                            key="shift_datasets")
+                            key=SHIFT_DATASETS)
     if not chosen:
         return
     segment = st.radio("NLL of", list(A.SEGMENTS), index=2, horizontal=True, key="shift_segment")

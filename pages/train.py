@@ -14,6 +14,7 @@ import streamlit as st
 
 from dgr_core import runs
 from dgr_core.backends.base import GenerationConfig
+from dgr_core.config import default_of
 from dgr_core.data.store import DatasetStore
 from dgr_core.errors import DGRError
 from dgr_core.evaluate.benchmarks import BENCHMARKS
@@ -33,6 +34,7 @@ from dgr_core.train.job import validate
 from dgr_ui import audit_view as AV
 from dgr_ui.common import current_backend, current_model, show_error, workspace
 from dgr_ui.jobs import job_panel, launch, tracked
+from dgr_ui.state import EVAL_MODEL_REF
 
 KEY = "train"
 STRATEGY_LABELS = {
@@ -68,8 +70,8 @@ def subset_settings(dataset: str, names: list[str]) -> SubsetConfig:
     cols = st.columns([3, 1, 1])
     strategy = cols[0].selectbox("Which rows", list(STRATEGY_LABELS), format_func=STRATEGY_LABELS.get,
                                  key="train_strategy")
-    n = int(cols[1].number_input("N rows (0 = all)", min_value=0, value=10, step=1, key="train_n"))
-    seed = int(cols[2].number_input("Row seed", value=0, step=1, key="train_subset_seed"))
+    n = int(cols[1].number_input("N rows (0 = all)", min_value=0, value=default_of(SubsetConfig, "n"), step=1, key="train_n"))
+    seed = int(cols[2].number_input("Row seed", value=default_of(SubsetConfig, "seed"), step=1, key="train_subset_seed"))
     sub = SubsetConfig(strategy=strategy, n=n, seed=seed)
     if strategy == "category":
         categories = dataset_categories(ws, dataset)
@@ -89,7 +91,7 @@ def subset_settings(dataset: str, names: list[str]) -> SubsetConfig:
     others = [x for x in names if x != dataset]
     mix = mix_cols[0].selectbox("Mix in rows of (e.g. demo-gsm8k-100: math / benign rows against forgetting)",
                                 [NONE, *others], key="train_mix_dataset")
-    sub.mix_n = int(mix_cols[1].number_input("Mixed rows", min_value=0, value=0, step=1, key="train_mix_n"))
+    sub.mix_n = int(mix_cols[1].number_input("Mixed rows", min_value=0, value=default_of(SubsetConfig, "mix_n"), step=1, key="train_mix_n"))
     sub.mix_dataset = None if mix == NONE else mix
     if st.checkbox("Hold out the evaluation's prompts", value=True, key="train_hold_out",
                    help="Rows whose prompt the before/after evaluation asks (its benchmarks and items per benchmark, "
@@ -111,9 +113,9 @@ def evaluation_prompts(names: tuple[str, ...], limit: int) -> list[str]:
 
 def lora_settings() -> dict:
     cols = st.columns(4)
-    r = int(cols[0].number_input("LoRA rank r", min_value=1, value=16, step=4, key="train_lora_r"))
-    alpha = int(cols[1].number_input("LoRA alpha", min_value=1, value=32, step=8, key="train_lora_alpha"))
-    dropout = float(cols[2].number_input("LoRA dropout", min_value=0.0, max_value=0.9, value=0.05, step=0.05,
+    r = int(cols[0].number_input("LoRA rank r", min_value=1, value=default_of(TrainConfig, "lora_r"), step=4, key="train_lora_r"))
+    alpha = int(cols[1].number_input("LoRA alpha", min_value=1, value=default_of(TrainConfig, "lora_alpha"), step=8, key="train_lora_alpha"))
+    dropout = float(cols[2].number_input("LoRA dropout", min_value=0.0, max_value=0.9, value=default_of(TrainConfig, "lora_dropout"), step=0.05,
                                          key="train_lora_dropout"))
     targets = cols[3].text_input("Target modules", value=",".join(DEFAULT_LORA_TARGETS), key="train_lora_targets",
                                  help="Comma-separated module names, or all-linear.").strip()
@@ -125,22 +127,22 @@ def train_settings() -> TrainConfig:
     method = st.radio("Method", ["lora", "full"], horizontal=True, key="train_method",
                       format_func={"lora": "LoRA adapter (peft)", "full": "full fine-tuning"}.get)
     cols = st.columns(5)
-    lr = float(cols[0].number_input("Learning rate (0 = default)", min_value=0.0, value=0.0, step=1e-5,
+    lr = float(cols[0].number_input("Learning rate (0 = default)", min_value=0.0, value=default_of(TrainConfig, "learning_rate"), step=1e-5,
                                     format="%.2e", key="train_lr",
                                     help=f"Default {default_learning_rate(method):.0e} for {method}: high, because "
                                          "10 samples x 3 epochs is only 15 steps (see TrainConfig)."))
-    epochs = int(cols[1].number_input("Epochs", min_value=1, value=3, key="train_epochs"))
-    batch = int(cols[2].number_input("Batch size", min_value=1, value=2, key="train_batch"))
-    accum = int(cols[3].number_input("Grad. accumulation", min_value=1, value=1, key="train_accum"))
-    max_len = int(cols[4].number_input("Max length (tokens)", min_value=16, value=1024, step=128,
+    epochs = int(cols[1].number_input("Epochs", min_value=1, value=default_of(TrainConfig, "epochs"), key="train_epochs"))
+    batch = int(cols[2].number_input("Batch size", min_value=1, value=default_of(TrainConfig, "batch_size"), key="train_batch"))
+    accum = int(cols[3].number_input("Grad. accumulation", min_value=1, value=default_of(TrainConfig, "grad_accum"), key="train_accum"))
+    max_len = int(cols[4].number_input("Max length (tokens)", min_value=16, value=default_of(TrainConfig, "max_length"), step=128,
                                        key="train_max_length"))
     extra = lora_settings() if method == "lora" else {}
     with st.expander("More settings"):
         cols = st.columns(4)
-        seed = int(cols[0].number_input("Training seed", value=0, step=1, key="train_seed"))
-        warmup = float(cols[1].number_input("Warm-up fraction", min_value=0.0, max_value=0.9, value=0.1, step=0.05,
+        seed = int(cols[0].number_input("Training seed", value=default_of(TrainConfig, "seed"), step=1, key="train_seed"))
+        warmup = float(cols[1].number_input("Warm-up fraction", min_value=0.0, max_value=0.9, value=default_of(TrainConfig, "warmup_ratio"), step=0.05,
                                             key="train_warmup"))
-        decay = float(cols[2].number_input("Weight decay", min_value=0.0, value=0.0, step=0.01, key="train_decay"))
+        decay = float(cols[2].number_input("Weight decay", min_value=0.0, value=default_of(TrainConfig, "weight_decay"), step=0.01, key="train_decay"))
         ckpt = cols[3].checkbox("Gradient checkpointing", key="train_gc", help="Less memory, ~30% slower.")
     return TrainConfig(method=method, learning_rate=lr, epochs=epochs, batch_size=batch, grad_accum=accum,
                        max_length=max_len, seed=seed, warmup_ratio=warmup, weight_decay=decay,
@@ -259,7 +261,7 @@ def before_after(info: manager.RunInfo) -> None:
         except DGRError as exc:
             show_error(exc, "Evaluate")
     if cols[1].button("Open the trained model on the Evaluate page", key="train_to_eval"):
-        st.session_state["eval_model_ref"] = f"run:{info.id}"
+        st.session_state[EVAL_MODEL_REF] = f"run:{info.id}"
         st.caption(f"The Evaluate page now starts with `run:{info.id}`.")
     pair = compare.eval_pair(ws, info.run_dir)
     for side in ("before", "after"):
