@@ -466,10 +466,10 @@ def fallback_table(fallbacks: pd.DataFrame, n: int) -> pd.DataFrame:
 def preview_tokenizer(spec: ModelSpec, backend: str, ws: Workspace) -> tuple[Any | None, str]:
     """The target model's tokenizer when it is cheap to get (local files only, nothing converted or downloaded),
     else None and a note saying why the preview is plain text."""
-    if backend == "fake":
-        from dgr_core.backends.fake import FakeTokenizer
+    from dgr_core.backends.base import describe_model, uses_weight_files
 
-        return FakeTokenizer(), ""
+    if not uses_weight_files(backend):  # a scripted backend's tokenizer costs nothing
+        return describe_model(spec, backend, ws).tokenizer, ""
     path = _local_tokenizer_source(spec, ws)
     if path is None:
         return None, "The demo model is not converted yet (it converts on first use): showing the plain prompt."

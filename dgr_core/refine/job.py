@@ -207,9 +207,10 @@ def _outcomes(cfg: RefineConfig, ctx, df: pd.DataFrame, records: dict[str, Any])
 def load_judge(cfg: RefineConfig, ws: Workspace):
     """The guard model as a refusal judge (dgr_core.evaluate.judge) on the hf backend (a second vLLM engine in one
     process is not an option), or the fake one in tests. Same device and dtype as the target model."""
+    from dgr_core.backends.base import uses_weight_files
     from dgr_core.evaluate.judge import HFJudge
 
-    name = "fake" if cfg.backend == "fake" else "hf"
+    name = "hf" if uses_weight_files(cfg.backend) else cfg.backend  # a scripted backend judges with its script
     spec = ModelSpec(cfg.filters.judge, device=cfg.model.device, dtype=cfg.model.dtype)
     return HFJudge.load(spec, name, ws, batch_size=cfg.generation.batch_size)
 
