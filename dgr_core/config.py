@@ -52,6 +52,10 @@ class Config:
     """Base of every typed config / result: `to_dict`, strict `from_dict`, and `validate` (override it)."""
 
     section: typing.ClassVar[str] = ""  # the name errors start with (e.g. "train"); "" = the class name
+    # A record read back from disk (dataset meta.json, a saved selection) may carry keys an older or newer version
+    # wrote, or derived ones (a selection's "n"): such classes set this False and unknown keys are dropped, not
+    # refused. Configs at the job boundary keep it True. Types are checked either way.
+    strict_keys: typing.ClassVar[bool] = True
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
@@ -117,6 +121,8 @@ def from_dict(cls: type[T], data: Any, where: str | None = None) -> T:
         raise ConfigError(f"{where}: expected an object, got {_show(data)}")
     names = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
     unknown = sorted(set(data) - set(names))
+    if unknown and not getattr(cls, "strict_keys", True):
+        data, unknown = {k: v for k, v in data.items() if k in names}, []
     if unknown:
         raise ConfigError(f"unknown key(s) {', '.join(f'{where}.{k}' for k in unknown)}; "
                           f"known in {where}: {', '.join(names)}")

@@ -81,3 +81,15 @@ def test_argparse_from_fields():
     assert from_args(Outer, parser.parse_args(["--name", "d"])) == Outer("d")
     with pytest.raises(SystemExit):
         parser.parse_args(["--name", "x", "--mode", "c"])
+
+
+def test_records_on_disk_drop_unknown_keys_but_check_types():
+    from dgr_core.data.schema import DatasetInfo
+    from dgr_core.shift.selections import Selection
+
+    raw = {"name": "d", "fingerprint": "f", "n_rows": 3, "origin": "x.jsonl", "written_by_a_newer_version": 1}
+    assert DatasetInfo.from_dict(raw).n_rows == 3
+    with pytest.raises(ConfigError, match="DatasetInfo.n_rows"):
+        DatasetInfo.from_dict({**raw, "n_rows": "3"})
+    sel = Selection("s", "d", ["a", "b"], extra={"map": "pca"})
+    assert sel.to_dict()["n"] == 2 and Selection.from_dict(sel.to_dict()) == sel  # "n" is derived, not stored

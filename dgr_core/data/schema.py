@@ -7,8 +7,10 @@ an `orig_` prefix where they would collide.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from dgr_core.config import Config
 
 CANONICAL_COLUMNS = ["id", "prompt", "reasoning", "answer", "source", "category"]
 
@@ -21,7 +23,7 @@ THINK_STATUSES = (THINK_CLOSED, THINK_UNCLOSED, THINK_MISSING, THINK_EMPTY)
 
 
 @dataclass
-class ColumnMapping:
+class ColumnMapping(Config):
     """Which original columns feed the canonical ones. `response` is split into reasoning + answer unless
     `reasoning`/`answer` columns are given directly. `messages` is an OpenAI/ShareGPT list column; `text` a single
     chat-templated string column."""
@@ -37,17 +39,12 @@ class ColumnMapping:
     messages: str | None = None
     text: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ColumnMapping:
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
-
 
 @dataclass
-class DatasetInfo:
+class DatasetInfo(Config):
     """Metadata of a stored dataset (`meta.json` beside `data.parquet`)."""
+
+    strict_keys: ClassVar[bool] = False  # a record on disk: keys of other versions are dropped
 
     name: str
     fingerprint: str
@@ -59,10 +56,3 @@ class DatasetInfo:
     description: str = ""
     think_counts: dict[str, int] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> DatasetInfo:
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})

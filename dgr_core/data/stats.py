@@ -16,13 +16,14 @@ tokenized once per tokenizer and a changed dataset (new fingerprint) is never se
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from dgr_core.config import Config
 from dgr_core.data import search
 from dgr_core.data.schema import THINK_CLOSED, THINK_EMPTY, THINK_MISSING, THINK_UNCLOSED, DatasetInfo
 from dgr_core.models.loading import ModelSpec
@@ -225,7 +226,7 @@ def datasets_table(infos: list[DatasetInfo]) -> pd.DataFrame:
 
 
 @dataclass
-class BrowseQuery:
+class BrowseQuery(Config):
     """What the browser shows: a text or regex search, filters, and an order. Empty fields filter nothing."""
 
     text: str = ""  # searched in `fields`
@@ -241,13 +242,6 @@ class BrowseQuery:
     think_statuses: list[str] = field(default_factory=list)
     sort_by: str = ""  # a column; "" keeps the dataset's order
     descending: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> BrowseQuery:
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
 def search_mask(df: pd.DataFrame, text: str, *, regex: bool = False, case_sensitive: bool = False,

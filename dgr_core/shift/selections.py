@@ -16,21 +16,24 @@ reader can tell when the dataset changed since (`Selection.is_stale`).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pandas as pd
 
+from dgr_core.config import Config
 from dgr_core.data.loaders import safe_name
 from dgr_core.errors import DataError
 from dgr_core.workspace import Workspace, atomic_write_json, read_json
 
 
 @dataclass
-class Selection:
+class Selection(Config):
     """A named list of sample ids of one dataset."""
+
+    strict_keys: ClassVar[bool] = False  # a record on disk; its "n" is derived
 
     name: str
     dataset: str
@@ -45,11 +48,7 @@ class Selection:
         return len(self.ids)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "n": self.n}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Selection:
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+        return {**super().to_dict(), "n": self.n}
 
     def is_stale(self, ws: Workspace) -> bool:
         """True when the dataset changed (or vanished) since the selection was saved."""
