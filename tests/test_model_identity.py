@@ -53,6 +53,7 @@ def test_a_trained_models_scores_show_on_the_shift_page(ws, tiny_model_dir):
         run = manager.create_run(ws, "score", ScoreJobConfig(name, cfg).to_dict())
         assert worker.run(run) == 0, manager.status(run)
     written = read_result(run).op_key
+    assert manager.get_run(ws, run.name).typed_result().op_key == written
 
     handle = A.model_handle(spec, "hf", ws)  # what the Shift page computes: no weights loaded
     assert handle.identity["run"] == spec.ref.removeprefix("run:") and handle.identity["base"]
@@ -68,3 +69,12 @@ def test_a_trained_models_scores_show_on_the_shift_page(ws, tiny_model_dir):
     _ok(at)
     assert not [w.value for w in at.warning]
     assert len(_table(at, "statistic")) > 0
+
+
+def test_vllm_describes_a_model_without_vllm(ws, tiny_model_dir):
+    """The vllm backend's identity comes from the same function (weights hash included), so a vLLM score cache of
+    a local folder or a run is found too; describing needs no vLLM engine (nor vLLM installed)."""
+    spec = ModelSpec(str(tiny_model_dir))
+    vllm, hf = describe_model(spec, "vllm", ws).identity, describe_model(spec, "hf", ws).identity
+    assert vllm["backend"] == "vllm" and vllm["device_kind"] == "cuda"
+    assert vllm["weights_hash"] == hf["weights_hash"] and vllm["ref"] == hf["ref"]

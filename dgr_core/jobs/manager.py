@@ -63,6 +63,12 @@ class RunInfo:
         path = self.run_dir / RESULT_FILE
         return read_json(path) if path.is_file() else None
 
+    def typed_result(self) -> Any:
+        """result.json read through the kind's Result type (dgr_core.jobs.results); None if unfinished."""
+        from dgr_core.jobs.results import read_result
+
+        return read_result(self.run_dir)
+
 
 def create_run(ws: Workspace, kind: str, config: dict[str, Any], name: str = "") -> Path:
     """Validate and write the spec into a new run folder (nothing starts yet)."""
