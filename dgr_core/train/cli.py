@@ -25,24 +25,27 @@ from dgr_core.workspace import Workspace
 
 
 def register(subparsers) -> None:
+    from dgr_core.backends.base import GenerationConfig
     from dgr_core.cli import add_model_args
+    from dgr_core.config import default_of
+    from dgr_core.evaluate.runner import EvalConfig
 
     d = TrainConfig()
     p = subparsers.add_parser("train", help="fine-tune the target model (LoRA or full) on a subset of a dataset")
     p.add_argument("--dataset", required=True, help="a dataset name or a file to import")
     add_model_args(p)  # --backend scores the NLL of the lowest/highest_nll strategies
     g = p.add_argument_group("subset")
-    g.add_argument("--strategy", default="random", choices=STRATEGIES)
-    g.add_argument("--n", type=int, default=10, help="rows to train on (0 = all the strategy allows)")
-    g.add_argument("--subset-seed", type=int, default=0, help="seed of the random draws")
+    g.add_argument("--strategy", default=default_of(SubsetConfig, "strategy"), choices=STRATEGIES)
+    g.add_argument("--n", type=int, default=default_of(SubsetConfig, "n"), help="rows to train on (0 = all the strategy allows)")
+    g.add_argument("--subset-seed", type=int, default=default_of(SubsetConfig, "seed"), help="seed of the random draws")
     g.add_argument("--category", default=None, help="for --strategy category")
     g.add_argument("--selection", default=None, help="a selection saved on the Shift page (implies --strategy selection)")
-    g.add_argument("--nll-field", default="nll_total", choices=NLL_FIELDS)
+    g.add_argument("--nll-field", default=default_of(SubsetConfig, "nll_field"), choices=NLL_FIELDS)
     g.add_argument("--mix-dataset", default=None, help="a second dataset (benign / math rows) to mix in")
-    g.add_argument("--mix-n", type=int, default=0, help="rows drawn from --mix-dataset")
+    g.add_argument("--mix-n", type=int, default=default_of(SubsetConfig, "mix_n"), help="rows drawn from --mix-dataset")
     t = p.add_argument_group("training")
     t.add_argument("--method", default=d.method, choices=METHODS)
-    t.add_argument("--lr", type=float, default=0.0, help="peak learning rate (0 = LoRA 1e-3, full 5e-5)")
+    t.add_argument("--lr", type=float, default=d.learning_rate, help="peak learning rate (0 = LoRA 1e-3, full 5e-5)")
     t.add_argument("--epochs", type=int, default=d.epochs)
     t.add_argument("--batch-size", type=int, default=d.batch_size)
     t.add_argument("--grad-accum", type=int, default=d.grad_accum)
@@ -60,9 +63,9 @@ def register(subparsers) -> None:
     e.add_argument("--evaluate", action="store_true", help="then evaluate the base and the trained model")
     e.add_argument("--eval-benchmarks", default="arithmetic,gsm8k100,strongreject,benign_edgy",
                    help="comma-separated benchmark names (see dgr evaluate)")
-    e.add_argument("--eval-limit", type=int, default=20, help="items per benchmark (0 = all)")
-    e.add_argument("--eval-max-new-tokens", type=int, default=256)
-    e.add_argument("--eval-batch-size", type=int, default=8)
+    e.add_argument("--eval-limit", type=int, default=default_of(EvalConfig, "limit"), help="items per benchmark (0 = all)")
+    e.add_argument("--eval-max-new-tokens", type=int, default=default_of(GenerationConfig, "max_new_tokens"))
+    e.add_argument("--eval-batch-size", type=int, default=default_of(GenerationConfig, "batch_size"))
     e.add_argument("--no-hold-out", action="store_true",
                    help="with --evaluate, also train on rows whose prompt the evaluation asks (held out by default)")
     p.add_argument("--name", default="", help="run name (default train-DATASET)")
