@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from dgr_core.audit.config import AuditConfig
 from dgr_core.config import ConfigError
 from dgr_core.evaluate.runner import BenchmarkSource, EvalConfig
 from dgr_core.jobs.kinds import get_kind, known_kinds
@@ -26,6 +27,7 @@ EXAMPLES = {
     "project": ProjectConfig(["a", "b"], method="pca"),
     "embed_sentences": EmbedConfig(["a"], column="prompt"),
     "demo": DemoConfig(seeds=[0, 1], eval_limits={"arithmetic": 3}),
+    "audit": AuditConfig(dataset="d", judge="org/judge", limit=5),
 }
 
 

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
+from typing import ClassVar
 
 from dgr_core.audit.heuristic import JUDGE_NAME as HEURISTIC
 from dgr_core.audit.template import DEFAULT_TEMPLATE, check_template
+from dgr_core.config import Config
 from dgr_core.errors import SpecError
 from dgr_core.models.loading import ModelSpec
 
 
 @dataclass
-class AuditConfig:
+class AuditConfig(Config):
     """Which dataset, which judge, and how the judge model runs. (key) fields go into the cache key."""
+
+    section: ClassVar[str] = "audit"
 
     dataset: str = ""  # a dataset in the workspace
     judge: str = HEURISTIC  # (key) "heuristic" (keyword rules, no model) or a chat model: folder or hub id
@@ -47,21 +50,7 @@ class AuditConfig:
         return ModelSpec(self.judge, revision=self.revision, device=self.device, dtype=self.dtype,
                          trust_remote_code=self.trust_remote_code)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> AuditConfig:
-        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise SpecError(f"audit: unknown setting(s) {', '.join(unknown)}; known: "
-                            f"{', '.join(cls.__dataclass_fields__)}.")
-        try:
-            return cls(**d)
-        except TypeError as exc:
-            raise SpecError(f"audit: bad settings ({exc}).") from None
-
-    def check(self) -> None:
+    def validate(self) -> None:
         """SpecError naming the bad field (no model loads here)."""
         if not isinstance(self.dataset, str) or not self.dataset:
             raise SpecError("audit: 'dataset' must be the name of a dataset in the workspace.")

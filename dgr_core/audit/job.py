@@ -23,14 +23,9 @@ from dgr_core.audit.config import AuditConfig
 from dgr_core.audit.engine import AuditResult, audit_frame
 from dgr_core.audit.store import list_audits, save_tags
 from dgr_core.jobs.kinds import JobKind, register_kind
+from dgr_core.jobs.results import AuditJobResult
 
 KIND = "audit"
-
-
-def validate(config: dict[str, Any]) -> AuditConfig:
-    cfg = AuditConfig.from_dict(config)
-    cfg.check()
-    return cfg
 
 
 def run(cfg: AuditConfig, ctx) -> dict[str, Any]:
@@ -83,4 +78,5 @@ def describe(config: dict[str, Any]) -> str:
 
 
 # uses_model: a kind declares it once; the heuristic run also takes the device lock (it is over in seconds).
-register_kind(JobKind(KIND, validate, run, uses_model=True, describe=describe))
+_KIND = register_kind(JobKind(KIND, AuditConfig, AuditJobResult, run, uses_model=True, describe=describe))
+validate = _KIND.validate

@@ -9,6 +9,7 @@ reported beside).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import pandas as pd
 
@@ -130,7 +131,7 @@ def with_tags(table: pd.DataFrame, tags: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def filter_patterns(table: pd.DataFrame, *, having: list[str] = (), lacking: list[str] = ()) -> pd.DataFrame:
+def filter_patterns(table: pd.DataFrame, *, having: Sequence[str] = (), lacking: Sequence[str] = ()) -> pd.DataFrame:
     """Rows tagged with every pattern in `having` and with none in `lacking` (untagged rows fail `having` and pass
     `lacking`)."""
     mask = pd.Series(True, index=table.index)

@@ -39,7 +39,7 @@ def preferred_audit(ws: Workspace, dataset: str) -> AuditInfo | None:
     """A judge model's audit if there is one (the first by name), else the heuristic's, else None."""
     audits = list_audits(ws, dataset)
     models = [a for a in audits if not a.is_heuristic]
-    return (models or audits or [None])[0]
+    return (models or audits)[0] if (models or audits) else None
 
 
 def exclude_tagged(ws: Workspace, dataset: str, df: pd.DataFrame, patterns: list[str], judge: str = "") -> pd.DataFrame:

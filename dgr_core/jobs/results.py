@@ -138,6 +138,24 @@ class EmbedResult(Config):
 
 
 @dataclass
+class AuditJobResult(Config):
+    section: ClassVar[str] = "audit result"
+
+    dataset: str = ""
+    judge: str = "heuristic"
+    op_key: str = ""
+    n: int = 0
+    computed: int = 0
+    cache_hits: int = 0
+    n_unparsable: int = 0
+    unparsable_reasons: dict[str, int] = field(default_factory=dict)
+    rates: list[dict[str, Any]] = field(default_factory=list)  # per pattern: k, n, rate, Wilson 95% interval
+    agreement: dict[str, Any] | None = None  # with the other judge's audit of this dataset, when one exists
+    seconds: float = 0.0
+    samples_per_s: float | None = None
+
+
+@dataclass
 class DemoResult(Config):
     section: ClassVar[str] = "demo result"
 

@@ -237,7 +237,7 @@ def parse_delimited(raw: str, fields: Sequence[str]) -> Delimited:
         return Delimited({}, thinking, "unclosed_think: the think block was never closed, so no rewrite follows it")
     if status == "missing":
         thinking = _outside_blocks(after)
-    values = {}
+    values: dict[str, str] = {}
     for name in fields:
         value, error = _block(after, name, thinking)
         if error:
