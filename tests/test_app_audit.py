@@ -143,9 +143,9 @@ def test_train_subset_excludes_tagged_rows(audited):
     rows = build_subset(ws, "t", SubsetConfig(strategy="all", exclude_patterns=["strong_vacillation"],
                                               pattern_judge="heuristic"))
     assert rows["id"].tolist() == ["b", "c", "d"]
-    SubsetConfig(exclude_patterns=["strong_vacillation"]).check()
+    SubsetConfig(exclude_patterns=["strong_vacillation"]).validate()
     with pytest.raises(Exception, match="exclude_patterns"):
-        SubsetConfig(exclude_patterns=["nope"]).check()
+        SubsetConfig(exclude_patterns=["nope"]).validate()
     DatasetStore(ws).save("u", ROWS, origin="test")
     with pytest.raises(DataError, match="dgr audit --dataset u"):
         exclude_tagged(ws, "u", ROWS, ["inconsistency"])
