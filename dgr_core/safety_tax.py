@@ -827,7 +827,7 @@ def pooled_rate(results: list[BenchResult]) -> tuple[float, tuple[float, float] 
     if len(records) < n or not records:  # outputs missing or cut: no pooled interval rather than a wrong one
         return value, None, n
     _, ci = rate_with_ci(results[0].kind, records)
-    return value, (tuple(ci) if ci else None), n
+    return value, ((float(ci[0]), float(ci[1])) if ci else None), n
 
 
 BUDGET_MEASURES = {"refusal": "refusal rate (%)", "reasoning_avg": "reasoning accuracy, average (%)"}

@@ -51,7 +51,8 @@ class _Sources:
     """Prompts and responses referenced as "<source>:<key>", loaded once per source."""
 
     def __init__(self, shared: Path):
-        self.shared, self._cache = shared, {}
+        self.shared = shared
+        self._cache: dict[Any, Any] = {}
 
     def get(self, ref: str, what: str) -> str:
         source, _, key = ref.partition(":")

@@ -121,7 +121,7 @@ def _grade_here(answer: str, gold: str, benchmark: str, timeout: int | None) -> 
     rules = list(dict.fromkeys(gold_rules + pred_rules))
     gold_parsed = parse(gold_text, parsing_timeout=timeout)
     pred_parsed = parse(pred_text, parsing_timeout=timeout) if pred_text.strip() else []
-    shown = {"pred": [str(x) for x in pred_parsed], "gold": [str(x) for x in gold_parsed], "rules": rules}
+    shown: dict[str, Any] = {"pred": [str(x) for x in pred_parsed], "gold": [str(x) for x in gold_parsed], "rules": rules}
     if not gold_parsed:
         return MathGrade(False, error="no gold parsed", **shown)
     if not pred_parsed:

@@ -570,7 +570,7 @@ def run_evaluation(
     items = load_items(cfg)  # fails on missing data before any model loads
     out_path = Path(run_dir) / OUTPUTS_FILE
     records = _repair_outputs(out_path)
-    done = {(r.get("benchmark"), r.get("id"), int(r.get("sample", 0))) for r in records}
+    done: set[Any] = {(r.get("benchmark"), r.get("id"), int(r.get("sample", 0))) for r in records}  # as stored
     pending = _pending(items, done, cfg.samples)
     total = len(items) * cfg.samples
     clock = _Clock(total=total, done=total - len(pending))

@@ -106,9 +106,11 @@ class EvalResult(Config):
     judges: dict[str, str] = field(default_factory=dict)
     judge_semantics: Any = None
     generation: dict[str, Any] = field(default_factory=dict)
+    decoding: dict[str, Any] = field(default_factory=dict)  # the decoding preset, k and budget (signature.py)
     system_prompt: str | None = None
     reasoning_suffix: str = ""
-    n_samples: int = 0
+    n_samples: int = 0  # generations: items x k
+    n_items: int = 0
     n_generated: int = 0
     seconds: float = 0.0
     outputs: str = "outputs.jsonl"
