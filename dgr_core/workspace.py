@@ -137,7 +137,7 @@ def append_jsonl(path: Path, records: Any, *, fsync: bool = True) -> None:
 def read_jsonl(path: Path) -> list[Any]:
     """The records of a JSON Lines file, read line by line; a line that does not parse (torn by a crash, or
     being written right now) is skipped. A missing file has no records."""
-    out = []
+    out: list[Any] = []
     try:
         fh = open(path, encoding="utf-8", errors="replace")
     except FileNotFoundError:

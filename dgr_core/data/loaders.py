@@ -109,7 +109,7 @@ def _check_file(path: Path) -> None:
 def _binary(path: Path) -> Iterator[IO[bytes]]:
     """The file's bytes, gunzipped on the fly for '.gz'; a corrupt or cut gzip stream is a DataError."""
     try:
-        fh: IO[bytes] = gzip.open(path, "rb") if str(path).lower().endswith(".gz") else open(path, "rb")
+        fh: IO[bytes] = gzip.open(path, "rb") if str(path).lower().endswith(".gz") else open(path, "rb")  # type: ignore[assignment]
     except OSError as exc:
         raise DataError(f"cannot read the file: {exc.strerror or exc}", file=str(path)) from None
     try:

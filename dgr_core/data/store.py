@@ -348,7 +348,8 @@ def _join_parts(parts: _Parts, ids: list[str], target: Path) -> tuple[str, dict[
     order = [_original_name(c) for c in parts.columns]
     schema = _unified_schema(parts.files, order)
     full = pa.schema([pa.field("id", pa.string()), *schema])
-    digest, counts, start = hashlib.sha256(), {}, 0
+    digest, start = hashlib.sha256(), 0
+    counts: dict[str, int] = {}
     with pq.ParquetWriter(target, full) as writer:
         for file in parts.files:
             table = _conform(pq.read_table(file), schema)
