@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,7 @@ from typing import Any, ClassVar
 import pandas as pd
 
 from dgr_core.config import Config
+from dgr_core.data.demo import DEMO_REFINE_TEMPLATE
 from dgr_core.errors import DGRError, JobCancelled, SpecError
 from dgr_core.jobs.context import RESULT_FILE, JobContext
 from dgr_core.jobs.kinds import JobKind, register_kind
@@ -53,7 +55,15 @@ log = logging.getLogger(__name__)
 KIND = "demo"
 STEPS_FILE = "steps.json"
 EXTERNAL_DATASET = "demo-external-refusal"
-DEFAULT_EVAL_LIMITS = {"arithmetic": 20, "gsm8k100": 10, "strongreject": 20, "benign_edgy": 10}
+# Evaluation, identical for every model of a demo (items, decoding, seeds): 100 level-1 arithmetic items (the base
+# model gets about half), AdvBench-50 (harmful; the training prompts come from StrongREJECT, minus any prompt asked
+# here) and a seeded 50 of XSTest's 250 safe prompts (over-refusal; a subset for the 20-minute budget).
+DEFAULT_EVAL_LIMITS = {"arithmetic": 100, "advbench50": 50, "xstest": 50}
+DEFAULT_BUDGETS = (5, 10, 20)
+# Calibrated on the external set (benchmarks/results_demo.md): see README "DGR in miniature".
+DEFAULT_LR = 3e-4
+DEFAULT_EPOCHS = 3
+SETS = ("original", "refined")
 # Progress fields a child reports that the demo run passes on unchanged.
 FORWARDED = ("done", "total", "unit", "loss", "tokens_per_s", "eta_s", "padding")
 
@@ -65,43 +75,63 @@ FORWARDED = ("done", "total", "unit", "loss", "tokens_per_s", "eta_s", "padding"
 
 @dataclass
 class DemoConfig(Config):
-    """One miniature DGR experiment. The defaults are sized for 2 CPU cores and under 20 minutes on the embedded
-    model (measured: benchmarks/results_demo.md)."""
+    """One miniature DGR experiment: a sweep of 2 training sets x len(budgets) x len(seeds) LoRA runs, every run
+    evaluated with identical settings. The defaults are sized for 2 CPU cores and about 20 minutes on the embedded
+    model (measured: benchmarks/results_demo.md; the learning rate and epochs were calibrated there too)."""
 
     section: ClassVar[str] = "demo"
 
     model: ModelSpec = field(default_factory=ModelSpec)  # the target model: it refines, is trained, is evaluated
     backend: str = "hf"  # generation / scoring backend ("hf", "vllm", "fake"); training always uses transformers
     dataset: str = EXTERNAL_DATASET  # the external safety set whose samples are refined
-    n_refine: int = 20  # samples drawn from it (seed `data_seed`) and refined
-    n_train: int = 10  # samples of each set every SFT run trains on (the DGR paper: 10 activate refusals)
-    seeds: list[int] = field(default_factory=lambda: [0])  # one SFT run per seed and set
+    n_refine: int = 20  # samples drawn from it (seed `data_seed`) and refined: the largest budget
+    budgets: list[int] = field(default_factory=lambda: list(DEFAULT_BUDGETS))  # SFT sizes N (samples per run)
+    seeds: list[int] = field(default_factory=lambda: [0, 1])  # one SFT run per seed, budget and set
     data_seed: int = 0  # which samples are drawn for refinement
-    epochs: int = 3  # SFT epochs (LoRA, the train job's default learning rate)
+    epochs: int = DEFAULT_EPOCHS  # SFT epochs (LoRA)
+    learning_rate: float = DEFAULT_LR  # peak LR; lr 1e-3 x 3 made every arm refuse everything (issue #13)
     method: str = "lora"  # "lora" or "full"
-    refine_max_new_tokens: int = 160  # token limit of one rewrite (reasoning + answer)
+    # The refine prompt (joint mode). The general default asks for a restatement, which a 135M model answers by
+    # copying the refusal sentence; this one makes it write its own refusal with a reason (dgr_core.data.demo).
+    refine_template: str = field(default_factory=lambda: DEMO_REFINE_TEMPLATE)
+    refine_max_new_tokens: int = 96  # token limit of one rewrite (a rewrite cut there falls back)
     # Require a <think> block in each rewrite. Off by default: the embedded SmolLM2 never writes one, so every
     # rewrite would fall back to the original and the demo would compare a set with itself. Turn it on for a
     # reasoning model (a rewrite without reasoning then falls back instead of dropping the reasoning).
     expect_think: bool = False
-    eval_max_new_tokens: int = 128  # token limit of one evaluation answer
+    eval_max_new_tokens: int = 32  # token limit of one evaluation answer (level-1 arithmetic needs ~10)
     eval_limits: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_EVAL_LIMITS))  # items per benchmark
+    arithmetic_levels: list[int] = field(default_factory=lambda: [1])  # the base model gets about half right
     eval_seed: int = 0  # which benchmark items are drawn (the same for every model: paired comparisons)
-    batch_size: int = 8  # prompts per generate call
+    batch_size: int = 16  # prompts per generate call
+
+    @property
+    def n_runs(self) -> int:
+        """Trained runs in the sweep: 2 sets x budgets x seeds."""
+        return 2 * len(self.budgets) * len(self.seeds)
 
     def validate(self) -> None:
         """SpecError naming the first bad field."""
-        for name in ("n_refine", "n_train", "epochs", "refine_max_new_tokens", "eval_max_new_tokens", "batch_size"):
+        for name in ("n_refine", "epochs", "refine_max_new_tokens", "eval_max_new_tokens", "batch_size"):
             value = getattr(self, name)
             _require(isinstance(value, int) and value >= 1, name, "must be an integer >= 1")
-        _require(self.n_train <= self.n_refine, "n_train", f"({self.n_train}) must not exceed n_refine ({self.n_refine})")
-        _require(isinstance(self.seeds, list) and bool(self.seeds) and all(isinstance(s, int) for s in self.seeds)
-                 and len(set(self.seeds)) == len(self.seeds), "seeds", "must be a non-empty list of distinct integers")
+        _require(_distinct_ints(self.budgets) and all(n >= 1 for n in self.budgets), "budgets",
+                 "must be a non-empty list of distinct integers >= 1")
+        _require(max(self.budgets) <= self.n_refine, "budgets",
+                 f"({max(self.budgets)}) must not exceed n_refine ({self.n_refine})")
+        _require(_distinct_ints(self.seeds), "seeds", "must be a non-empty list of distinct integers")
+        _require(isinstance(self.learning_rate, int | float) and 0 < self.learning_rate < 1, "learning_rate",
+                 "must be a number in (0, 1)")
         _require(self.method in ("lora", "full"), "method", "must be 'lora' or 'full'")
         _require(isinstance(self.eval_limits, dict) and bool(self.eval_limits), "eval_limits",
                  "must map at least one benchmark name to a number of items")
         for name, limit in self.eval_limits.items():
             _require(isinstance(limit, int) and limit >= 1, f"eval_limits.{name}", "must be an integer >= 1")
+
+
+def _distinct_ints(values: Any) -> bool:
+    return (isinstance(values, list) and bool(values) and all(isinstance(v, int) for v in values)
+            and len(set(values)) == len(values))
 
 
 def _require(ok: bool, name: str, problem: str) -> None:
@@ -116,23 +146,42 @@ def _require(ok: bool, name: str, problem: str) -> None:
 
 @dataclass(frozen=True)
 class Step:
-    key: str  # stable name in steps.json, e.g. "train-refined-s0"
+    key: str  # stable name in steps.json, e.g. "train-refined-n10-s0"
     kind: str  # the child's job kind
     label: str  # what the UI shows
 
 
+def arm_key(which: str, n: int, seed: int) -> str:
+    """"refined", 10, 0 -> "refined-n10-s0": one trained run of the sweep."""
+    return f"{which}-n{n}-s{seed}"
+
+
+def parse_arm(key: str) -> tuple[str, int | None, int | None]:
+    """"train-refined-n10-s0" / "sft-refined-n10-s0" -> ("refined", 10, 0); anything else -> (key, None, None)."""
+    match = _ARM.search(key)
+    if match is None:
+        return key, None, None
+    return match["which"], int(match["n"]), int(match["seed"])
+
+
+_ARM = re.compile(r"(?P<which>original|refined)-n(?P<n>\d+)-s(?P<seed>\d+)$")
+
+
+def arms(cfg: DemoConfig) -> list[tuple[str, int, int]]:
+    """(set, budget, seed) of every trained run, small budgets first."""
+    return [(which, n, seed) for n in cfg.budgets for seed in cfg.seeds for which in SETS]
+
+
 def plan_steps(cfg: DemoConfig) -> list[Step]:
-    """Every child run of the demo, in execution order."""
+    """Every child run of the demo, in execution order: refine, score both sets, train every arm, evaluate the
+    base model and every arm (all evaluations identical but for the model)."""
     steps = [Step("refine", "refine", "refine with the target model"),
              Step("score-original", "score", "score the original samples"),
              Step("score-refined", "score", "score the refined samples")]
-    for seed in cfg.seeds:
-        steps += [Step(f"train-{which}-s{seed}", "train", f"SFT on {which} (seed {seed})")
-                  for which in ("original", "refined")]
+    steps += [Step(f"train-{arm_key(w, n, s)}", "train", f"SFT on {w}, N={n} (seed {s})") for w, n, s in arms(cfg)]
     steps.append(Step("eval-base", "evaluate", "evaluate the base model"))
-    for seed in cfg.seeds:
-        steps += [Step(f"eval-sft-{which}-s{seed}", "evaluate", f"evaluate SFT-{which} (seed {seed})")
-                  for which in ("original", "refined")]
+    steps += [Step(f"eval-sft-{arm_key(w, n, s)}", "evaluate", f"evaluate SFT-{w}, N={n} (seed {s})")
+              for w, n, s in arms(cfg)]
     return steps
 
 
@@ -142,13 +191,14 @@ def dataset_names(tag: str) -> dict[str, str]:
 
 
 def eval_config(cfg: DemoConfig, model: ModelSpec) -> dict[str, Any]:
+    """The one evaluation of the demo: the same items, decoding and seed for the base model and every arm."""
     from dgr_core.backends.base import GenerationConfig
     from dgr_core.evaluate.runner import BenchmarkSource, EvalConfig
 
     sources = [BenchmarkSource(name, limit=limit) for name, limit in cfg.eval_limits.items()]
-    gen = GenerationConfig(max_new_tokens=cfg.eval_max_new_tokens, batch_size=cfg.batch_size)
+    gen = GenerationConfig(max_new_tokens=cfg.eval_max_new_tokens, batch_size=cfg.batch_size, seed=cfg.eval_seed)
     return EvalConfig(model=model, backend=cfg.backend, benchmarks=sources, limit=0, seed=cfg.eval_seed,
-                      arithmetic_levels=[1, 2], generation=gen).to_dict()
+                      arithmetic_levels=list(cfg.arithmetic_levels), generation=gen).to_dict()
 
 
 def refine_config(cfg: DemoConfig, names: dict[str, str]) -> dict[str, Any]:
@@ -159,7 +209,8 @@ def refine_config(cfg: DemoConfig, names: dict[str, str]) -> dict[str, Any]:
     gen = GenerationConfig(max_new_tokens=cfg.refine_max_new_tokens, batch_size=cfg.batch_size)
     # score_after off: the demo scores both sets in steps of their own (visible, cached, resumable).
     return RefineConfig(dataset=names["original"], model=cfg.model, backend=cfg.backend, mode="joint",
-                        generation=gen, filters=FilterConfig(expect_think=cfg.expect_think),
+                        template=cfg.refine_template, generation=gen,
+                        filters=FilterConfig(expect_think=cfg.expect_think),
                         output_name=names["refined"], score_after=False).to_dict()
 
 
@@ -170,33 +221,30 @@ def score_config(cfg: DemoConfig, dataset: str) -> dict[str, Any]:
     return ScoreJobConfig(dataset, ScoreConfig(model=cfg.model, backend=cfg.backend)).to_dict()
 
 
-def train_config(cfg: DemoConfig, dataset: str, seed: int) -> dict[str, Any]:
+def train_config(cfg: DemoConfig, dataset: str, n: int, seed: int) -> dict[str, Any]:
     from dgr_core.train.config import SubsetConfig, TrainConfig, TrainJobConfig
 
     # The same seed and n on two sets of the same length draw the same positions: paired training rows.
     return TrainJobConfig(dataset=dataset, model=cfg.model, backend=cfg.backend,
-                          subset=SubsetConfig(strategy="random", n=cfg.n_train, seed=seed),
-                          train=TrainConfig(method=cfg.method, epochs=cfg.epochs, seed=seed)).to_dict()
+                          subset=SubsetConfig(strategy="random", n=n, seed=seed),
+                          train=TrainConfig(method=cfg.method, epochs=cfg.epochs, seed=seed,
+                                            learning_rate=float(cfg.learning_rate))).to_dict()
 
 
 def child_config(step: Step, cfg: DemoConfig, names: dict[str, str], results: dict[str, dict]) -> dict[str, Any]:
     """The config of one child run; SFT models come from the results of their train steps."""
-    which = "refined" if "refined" in step.key else "original"
     if step.kind == "refine":
         return refine_config(cfg, names)
     if step.kind == "score":
-        return score_config(cfg, names[which])
+        return score_config(cfg, names[step.key.removeprefix("score-")])
+    which, n, seed = parse_arm(step.key)
     if step.kind == "train":
-        return train_config(cfg, names[which], _seed_of(step))
+        return train_config(cfg, names[which], int(n), int(seed))
     if step.key == "eval-base":
         return eval_config(cfg, cfg.model)
-    trained = results[f"train-{which}-s{_seed_of(step)}"]
+    trained = results[f"train-{arm_key(which, int(n), int(seed))}"]
     model = ModelSpec(str(trained["model_ref"]), device=cfg.model.device, dtype=cfg.model.dtype)
     return eval_config(cfg, model)
-
-
-def _seed_of(step: Step) -> int:
-    return int(step.key.rsplit("-s", 1)[1])
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -407,46 +455,57 @@ def _train_summary(res: dict[str, Any], run_id: str | None) -> dict[str, Any]:
     return {"run_id": run_id, **{k: res.get(k) for k in keep}}
 
 
-def split_label(label: str) -> tuple[str, int | None]:
-    """"sft-refined-s0" -> ("sft-refined", 0); "base" -> ("base", None)."""
-    if "-s" in label and label.rsplit("-s", 1)[1].isdigit():
-        model, seed = label.rsplit("-s", 1)
-        return model, int(seed)
-    return label, None
+def split_label(label: str) -> tuple[str, int | None, int | None]:
+    """"sft-refined-n10-s0" -> ("sft-refined", 10, 0); "base" -> ("base", None, None)."""
+    which, n, seed = parse_arm(label)
+    if n is None:
+        return label, None, None
+    return label[: -len(arm_key(which, n, int(seed)))] + which, n, seed
 
 
 def metric_rows(evaluations: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (model, seed, benchmark): the flat table the Safety-tax page and the report read."""
+    """One row per (model, N, seed, benchmark): the flat table the panel, the benchmark and the report read."""
     rows = []
     for label, ev in evaluations.items():
-        model, seed = split_label(label)
+        model, n, seed = split_label(label)
         for bench, m in ev.get("metrics", {}).items():
             ci = m.get("ci") or [None, None]
-            rows.append({"model": model, "seed": seed, "benchmark": bench, "kind": m.get("kind"),
+            rows.append({"model": model, "n_train": n, "seed": seed, "benchmark": bench, "kind": m.get("kind"),
                          "metric": m.get("metric"), "value": m.get("value"), "ci_lo": ci[0], "ci_hi": ci[1],
                          "n": m.get("n"), "run_id": ev.get("run_id")})
     return rows
 
 
+TABLE_COLUMNS = ["model", "n_train", "seed", "benchmark", "kind", "metric", "value", "ci_lo", "ci_hi", "n", "run_id"]
+
+
 def demo_table(result: dict[str, Any]) -> pd.DataFrame:
-    """The demo's metrics as a DataFrame: model (base / sft-original / sft-refined), seed, benchmark, kind,
-    metric, value, ci_lo, ci_hi, n, run_id."""
-    cols = ["model", "seed", "benchmark", "kind", "metric", "value", "ci_lo", "ci_hi", "n", "run_id"]
-    return pd.DataFrame(result.get("table", []), columns=cols)
+    """The demo's metrics as a DataFrame: model (base / sft-original / sft-refined), n_train (the budget N),
+    seed, benchmark, kind, metric, value, ci_lo, ci_hi (Wilson 95%), n, run_id."""
+    return pd.DataFrame(result.get("table", []), columns=TABLE_COLUMNS).astype({"n_train": "Int64", "seed": "Int64"})
 
 
 def demo_pivot(result: dict[str, Any]) -> pd.DataFrame:
-    """benchmark, metric, then one column per model (base, sft-original, sft-refined): the value averaged over
-    seeds. The compact view of a demo run."""
+    """benchmark, metric, then one column per model and budget ("base", "sft-original N=5", …): the value in
+    percent, averaged over seeds. The compact view of a demo run."""
     table = demo_table(result)
     if table.empty:
         return pd.DataFrame(columns=["benchmark", "metric"])
+    table = table.assign(column=[m if pd.isna(n) else f"{m} N={n}" for m, n in zip(table["model"], table["n_train"],
+                                                                                   strict=True)],
+                         percent=100 * pd.to_numeric(table["value"], errors="coerce"))
     # groupby, not pivot_table: only the (benchmark, metric) pairs that exist, and a model whose value is missing
     # keeps its NaN cell instead of vanishing.
-    wide = (table.groupby(["benchmark", "metric", "model"], sort=False, dropna=False)["value"].mean()
-            .unstack("model"))
-    order = [m for m in ("base", "sft-original", "sft-refined") if m in wide.columns]
+    wide = (table.groupby(["benchmark", "metric", "column"], sort=False, dropna=False)["percent"].mean()
+            .unstack("column"))
+    order = sorted(wide.columns, key=_column_order)
     return wide[order].reset_index().rename_axis(columns=None)
+
+
+def _column_order(column: str) -> tuple[int, int]:
+    model, _, n = column.partition(" N=")
+    rank = {"base": 0, "sft-original": 1, "sft-refined": 2}.get(model, 3)
+    return rank, int(n) if n.isdigit() else 0
 
 
 def latest_demo(ws: Workspace, state: str | None = "done"):
@@ -458,7 +517,10 @@ def latest_demo(ws: Workspace, state: str | None = "done"):
 
 def describe(config: dict[str, Any]) -> str:
     model = (config.get("model") or {}).get("ref", "demo")
-    return f"DGR in miniature with {model}: refine {config.get('n_refine', 20)}, SFT on {config.get('n_train', 10)}"
+    budgets = config.get("budgets") or list(DEFAULT_BUDGETS)
+    seeds = config.get("seeds") or [0]
+    return (f"DGR in miniature with {model}: refine {config.get('n_refine', 20)}, SFT sweep N="
+            f"{'/'.join(str(n) for n in budgets)} x {len(seeds)} seed(s) x 2 sets")
 
 
 _KIND = register_kind(JobKind(KIND, DemoConfig, DemoResult, run, check=check, uses_model=True, describe=describe))
@@ -477,12 +539,14 @@ def config_from_args(args: argparse.Namespace) -> DemoConfig:
     for item in args.eval_limit or []:
         name, _, value = item.partition("=")
         if not value.isdigit():
-            raise DGRError(f"--eval-limit takes BENCHMARK=N (e.g. gsm8k100=10), not {item!r}.")
+            raise DGRError(f"--eval-limit takes BENCHMARK=N (e.g. xstest=50), not {item!r}.")
         limits[name] = int(value)
-    return DemoConfig(model=model, backend=args.backend, n_refine=args.n_refine, n_train=args.n_train,
-                      seeds=list(args.seeds), epochs=args.epochs, refine_max_new_tokens=args.refine_max_new_tokens,
+    return DemoConfig(model=model, backend=args.backend, n_refine=args.n_refine, budgets=list(args.budgets),
+                      seeds=list(args.seeds), epochs=args.epochs, learning_rate=args.lr,
+                      refine_max_new_tokens=args.refine_max_new_tokens,
                       eval_max_new_tokens=args.eval_max_new_tokens, eval_limits=limits,
-                      expect_think=args.expect_think)
+                      arithmetic_levels=list(args.levels), expect_think=args.expect_think,
+                      batch_size=args.batch_size)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -498,14 +562,18 @@ def register(subparsers) -> None:
     from dgr_core.cli import add_model_args
 
     d = DemoConfig()
-    p = subparsers.add_parser("demo", help="DGR in miniature: refine, score, SFT and evaluate on the demo data")
+    p = subparsers.add_parser("demo", help="DGR in miniature: refine, score, an SFT sweep and its evaluation")
     add_model_args(p)
     p.add_argument("--n-refine", type=int, default=d.n_refine, help="samples of the external set to refine")
-    p.add_argument("--n-train", type=int, default=d.n_train, help="samples of each set per SFT run")
-    p.add_argument("--seeds", type=int, nargs="+", default=d.seeds, help="one SFT run per seed and set")
+    p.add_argument("--budgets", type=int, nargs="+", default=d.budgets,
+                   help="SFT sizes N: one run per N, seed and set (each at most --n-refine)")
+    p.add_argument("--seeds", type=int, nargs="+", default=d.seeds, help="one SFT run per seed, budget and set")
     p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--lr", type=float, default=d.learning_rate, help="peak learning rate of the SFT runs")
     p.add_argument("--refine-max-new-tokens", type=int, default=d.refine_max_new_tokens)
     p.add_argument("--eval-max-new-tokens", type=int, default=d.eval_max_new_tokens)
+    p.add_argument("--levels", type=int, nargs="+", default=d.arithmetic_levels, help="arithmetic levels (1-5)")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="prompts per generation batch")
     p.add_argument("--expect-think", action="store_true",
                    help="require a <think> block in every rewrite (for reasoning models; the demo model has none)")
     p.add_argument("--eval-limit", action="append", metavar="BENCHMARK=N",

@@ -44,25 +44,36 @@ def demo_panel(ws: Workspace, key: str = "demo") -> None:
     _results(run_dir)
 
 
+BUDGET_CHOICES = [2, 5, 10, 20, 40, 80]
+LR_CHOICES = [1e-4, 2e-4, 3e-4, 5e-4, 1e-3]
+
+
 def settings(key: str) -> DemoConfig:
-    """The demo config: the sidebar's model and backend, sample counts and epochs from three small inputs."""
+    """The demo config: the sidebar's model and backend; samples, budgets, seeds, epochs and learning rate."""
     d = DemoConfig()
-    cols = st.columns(3)
+    cols = st.columns(5)
     n_refine = cols[0].number_input("Samples refined", 1, 313, d.n_refine, key=f"{key}_n_refine",
                                     help=f"Drawn (seeded) from `{d.dataset}`, none of them asked in the evaluation.")
-    n_train = cols[1].number_input("SFT samples per set", 1, 313, d.n_train, key=f"{key}_n_train",
-                                   help="At most the samples refined. The DGR paper: as few as 10 samples "
-                                        "activate refusals.")
-    epochs = cols[2].number_input("SFT epochs", 1, 20, d.epochs, key=f"{key}_epochs")
-    return DemoConfig(model=current_model(), backend=current_backend(), n_refine=int(n_refine),
-                      n_train=min(int(n_train), int(n_refine)), epochs=int(epochs))
+    budgets = cols[1].multiselect("SFT budgets N", BUDGET_CHOICES, d.budgets, key=f"{key}_budgets",
+                                  help="One SFT run per N, seed and set; an N above the samples refined is left "
+                                       "out. The DGR paper: as few as 10 samples activate refusals.")
+    n_seeds = cols[2].number_input("Seeds", 1, 5, len(d.seeds), key=f"{key}_seeds")
+    epochs = cols[3].number_input("SFT epochs", 1, 20, d.epochs, key=f"{key}_epochs")
+    lr = cols[4].selectbox("Learning rate", LR_CHOICES, LR_CHOICES.index(d.learning_rate), key=f"{key}_lr",
+                           format_func=lambda v: f"{v:.0e}", help="LoRA peak learning rate (calibration: README).")
+    kept = sorted(n for n in budgets if n <= int(n_refine)) or [int(n_refine)]
+    return DemoConfig(model=current_model(), backend=current_backend(), n_refine=int(n_refine), budgets=kept,
+                      seeds=list(range(int(n_seeds))), epochs=int(epochs), learning_rate=float(lr))
 
 
 def describe(cfg: DemoConfig) -> str:
     return (f"Refines {cfg.n_refine} samples of `{cfg.dataset}` with `{cfg.model.ref}` ({cfg.backend}) in its own "
-            f"words, scores both sets (NLL under the model), fine-tunes ({cfg.method.upper()}, {cfg.epochs} "
-            f"epoch{'s' if cfg.epochs != 1 else ''}) on {cfg.n_train} original and the same {cfg.n_train} refined "
-            f"samples, and evaluates the base and both SFT models on {', '.join(cfg.eval_limits)}.")
+            f"words, scores both sets (NLL under the model: the x axis of the Safety-tax page), fine-tunes "
+            f"{cfg.n_runs} {cfg.method.upper()} runs ({cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''}, lr "
+            f"{cfg.learning_rate:g}): original and refined × N = {', '.join(map(str, cfg.budgets))} × "
+            f"{len(cfg.seeds)} seed{'s' if len(cfg.seeds) != 1 else ''}, and evaluates the base model and every run "
+            f"with identical settings on {', '.join(f'{b} ({n})' for b, n in cfg.eval_limits.items())}. A 135M "
+            "model without reasoning shows the method's mechanics, not the paper's numbers.")
 
 
 def _newest(ws: Workspace) -> Path | None:
@@ -89,9 +100,11 @@ def _results(run_dir: Path) -> None:
     result = manager.RunInfo(run_dir, {}, {}).result()
     if not result:
         return
-    st.markdown("**Results** (mean over seeds; refusal on held-out harmful prompts, over-refusal on benign ones, "
-                "accuracy on reasoning)")
-    st.dataframe(demo_pivot(result), hide_index=True, width="stretch")
+    st.markdown("**Results** (percent, mean over seeds; refusal on held-out harmful prompts, over-refusal on benign "
+                "ones, accuracy on reasoning; 95% intervals per run on the Safety-tax page and in the report)")
+    pivot = demo_pivot(result)
+    st.dataframe(pivot, hide_index=True, width="stretch",
+                 column_config={c: st.column_config.NumberColumn(format="%.0f%%") for c in pivot.columns[2:]})
     refine, shift = result.get("refine") or {}, result.get("shift") or {}
     if refine.get("n"):
         st.caption(f"{refine.get('n_fell_back', 0)} of {refine['n']} rewrites fell back to the original "

@@ -34,7 +34,7 @@ SMALL_EVAL = {"arithmetic": 3, "strongreject": 3, "benign_edgy": 2}
 
 
 def small_config(model: str = "stub", **kw) -> DemoConfig:
-    base = dict(model=ModelSpec(model), backend="fake", n_refine=4, n_train=2, epochs=1,
+    base = dict(model=ModelSpec(model), backend="fake", n_refine=4, budgets=[2], seeds=[0], epochs=1,
                 refine_max_new_tokens=64, eval_max_new_tokens=32, eval_limits=dict(SMALL_EVAL), batch_size=4)
     return DemoConfig(**{**base, **kw})
 
@@ -48,7 +48,9 @@ def test_config_round_trips_through_json():
     assert again == cfg
 
 
-@pytest.mark.parametrize("change, field", [({"n_train": 5}, "n_train"), ({"seeds": []}, "seeds"),
+@pytest.mark.parametrize("change, field", [({"budgets": [2, 5]}, "budgets"), ({"budgets": []}, "budgets"),
+                                           ({"budgets": [2, 2]}, "budgets"), ({"learning_rate": 0}, "learning_rate"),
+                                           ({"seeds": []}, "seeds"),
                                            ({"seeds": [1, 1]}, "seeds"), ({"epochs": 0}, "epochs"),
                                            ({"eval_limits": {"gsm8k100": 0}}, "eval_limits.gsm8k100"),
                                            ({"backend": "nope"}, "backend")])
@@ -62,14 +64,39 @@ def test_validate_rejects_unknown_keys():
         validate({"n_refin": 3})
 
 
-def test_plan_trains_before_it_evaluates_and_scales_with_seeds():
-    for seeds in ([0], [0, 1, 2]):
-        steps = plan_steps(small_config(seeds=seeds))
+def test_plan_trains_before_it_evaluates_and_scales_with_budgets_and_seeds():
+    for budgets, seeds in (([2], [0]), ([1, 2, 4], [0, 1])):
+        cfg = small_config(budgets=budgets, seeds=seeds)
+        steps = plan_steps(cfg)
         keys = [s.key for s in steps]
-        assert len(keys) == len(set(keys)) == 3 + 4 * len(seeds) + 1
-        for seed in seeds:
-            for which in ("original", "refined"):
-                assert keys.index(f"train-{which}-s{seed}") < keys.index(f"eval-sft-{which}-s{seed}")
+        assert len(keys) == len(set(keys)) == 3 + 2 * cfg.n_runs + 1 and cfg.n_runs == 2 * len(budgets) * len(seeds)
+        for n in budgets:
+            for seed in seeds:
+                for which in ("original", "refined"):
+                    assert keys.index(f"train-{which}-n{n}-s{seed}") < keys.index(f"eval-sft-{which}-n{n}-s{seed}")
+
+
+def test_the_defaults_are_a_sweep_evaluated_identically():
+    """Issue 13: >= 2 sets x 3 budgets x 2 seeds, every model evaluated on the same items with the same decoding,
+    >= 100 reasoning items, AdvBench-50 (never trained on) and XSTest."""
+    from dgr_core.pipeline import eval_config
+
+    cfg = DemoConfig()
+    assert cfg.n_runs >= 12 and len(cfg.budgets) >= 3 and len(cfg.seeds) >= 2
+    assert cfg.eval_limits["arithmetic"] >= 100 and {"advbench50", "xstest"} <= set(cfg.eval_limits)
+    base = eval_config(cfg, cfg.model)
+    trained = eval_config(cfg, ModelSpec("run:x"))
+    assert {k: v for k, v in base.items() if k != "model"} == {k: v for k, v in trained.items() if k != "model"}
+
+
+@pytest.mark.parametrize("key, parsed", [("train-refined-n10-s0", ("refined", 10, 0)),
+                                         ("eval-sft-original-n5-s3", ("original", 5, 3)),
+                                         ("eval-base", ("eval-base", None, None))])
+def test_arm_keys_parse(key, parsed):
+    from dgr_core.pipeline import parse_arm, split_label
+
+    assert parse_arm(key) == parsed
+    assert split_label("sft-refined-n10-s1") == ("sft-refined", 10, 1) and split_label("base") == ("base", None, None)
 
 
 def test_draw_leaves_out_the_evaluation_prompts_and_is_seeded():
@@ -87,10 +114,11 @@ def test_cli_builds_the_config(ws):
     from dgr_core.cli import build_parser
     from dgr_core.pipeline import config_from_args
 
-    args = build_parser().parse_args(["demo", "--backend", "fake", "--n-refine", "6", "--n-train", "3",
-                                      "--seeds", "0", "1", "--eval-limit", "gsm8k100=5"])
+    args = build_parser().parse_args(["demo", "--backend", "fake", "--n-refine", "6", "--budgets", "3", "6",
+                                      "--seeds", "0", "1", "--lr", "2e-4", "--eval-limit", "gsm8k100=5"])
     cfg = config_from_args(args)
-    assert (cfg.n_refine, cfg.n_train, cfg.seeds, cfg.eval_limits["gsm8k100"]) == (6, 3, [0, 1], 5)
+    assert (cfg.n_refine, cfg.budgets, cfg.seeds, cfg.eval_limits["gsm8k100"]) == (6, [3, 6], [0, 1], 5)
+    assert cfg.learning_rate == 2e-4
     assert validate(cfg.to_dict()) == cfg
     assert not cfg.expect_think
     assert config_from_args(build_parser().parse_args(["demo", "--expect-think"])).expect_think
@@ -105,20 +133,25 @@ def test_refine_step_passes_the_think_requirement_and_keeps_the_scores_apart(exp
     cfg = RefineConfig.from_dict(refine_config(small_config(expect_think=expect_think), dataset_names("t")))
     assert cfg.filters.expect_think is expect_think
     assert (cfg.dataset, cfg.effective_output, cfg.mode, cfg.score_after) == ("t-original", "t-refined", "joint", False)
+    # The demo's own template: the model refuses in its own words instead of copying the refusal sentence.
+    assert "own words" in cfg.effective_template and "{prompt}" in cfg.effective_template
 
 
 def test_pivot_averages_seeds_and_keeps_models_without_a_value():
-    rows = [("base", None, 0.1), ("sft-original", 0, 0.2), ("sft-original", 1, 0.4), ("sft-refined", 0, None)]
-    table = [{"model": m, "seed": s, "benchmark": "gsm8k100", "metric": "accuracy", "value": v} for m, s, v in rows]
-    table += [{"model": m, "seed": 0, "benchmark": "strongreject", "metric": "refusal_rate", "value": 0.5}
-              for m in ("sft-refined", "base", "sft-original")]
+    rows = [("base", None, None, 0.1), ("sft-original", 5, 0, 0.2), ("sft-original", 5, 1, 0.4),
+            ("sft-refined", 5, 0, None), ("sft-original", 10, 0, 0.5)]
+    table = [{"model": m, "n_train": n, "seed": s, "benchmark": "gsm8k100", "metric": "accuracy", "value": v}
+             for m, n, s, v in rows]
+    table += [{"model": m, "n_train": n, "seed": 0, "benchmark": "strongreject", "metric": "refusal_rate",
+               "value": 0.5} for m, n in (("sft-refined", 5), ("base", None), ("sft-original", 5))]
     wide = demo_pivot({"table": table})
-    assert list(wide.columns) == ["benchmark", "metric", "base", "sft-original", "sft-refined"]
+    assert list(wide.columns) == ["benchmark", "metric", "base", "sft-original N=5", "sft-original N=10",
+                                  "sft-refined N=5"]
     # One row per (benchmark, metric) that exists: no gsm8k100 refusal_rate row full of NaN.
     assert list(zip(wide["benchmark"], wide["metric"], strict=True)) == [("gsm8k100", "accuracy"),
                                                                          ("strongreject", "refusal_rate")]
-    assert wide["sft-original"][0] == pytest.approx(0.3) and pd.isna(wide["sft-refined"][0])
-    assert wide.loc[1, ["base", "sft-original", "sft-refined"]].tolist() == [0.5, 0.5, 0.5]
+    assert wide["sft-original N=5"][0] == pytest.approx(30) and pd.isna(wide["sft-refined N=5"][0])
+    assert wide.loc[1, ["base", "sft-original N=5", "sft-refined N=5"]].tolist() == [50, 50, 50]
 
 
 # ---------------------------------------------------------------- the run, on stub child kinds
@@ -208,7 +241,7 @@ def test_demo_runs_every_step_as_a_child_run_and_reports_them(ws, stubs):
     # Every SFT model is evaluated, the base model once.
     table = demo_table(result)
     assert sorted(table["model"].unique()) == ["base", "sft-original", "sft-refined"]
-    assert len(table) == 1 + 2 * len(cfg.seeds)
+    assert len(table) == 1 + cfg.n_runs
     assert result["shift"]["original"]["nll_total"] > result["shift"]["refined"]["nll_total"]
     assert list(step_table(ws, run_dir)["state"]) == ["done"] * len(steps)
 
@@ -216,9 +249,9 @@ def test_demo_runs_every_step_as_a_child_run_and_reports_them(ws, stubs):
 def test_evaluations_use_the_trained_models(ws, stubs):
     run_dir = _demo_run(ws, small_config())
     result = run_inline(JobContext(run_dir, ws))
-    for label in ("sft-original-s0", "sft-refined-s0"):
-        which = label.split("-")[1]
-        assert result["evaluations"][label]["model"]["ref"] == result["train"][f"{which}-s0"]["model_ref"]
+    for which in ("original", "refined"):
+        label = f"sft-{which}-n2-s0"
+        assert result["evaluations"][label]["model"]["ref"] == result["train"][f"{which}-n2-s0"]["model_ref"]
     assert result["evaluations"]["base"]["model"]["ref"] == "stub"
 
 
@@ -267,9 +300,10 @@ def test_demo_end_to_end_with_the_real_job_kinds(ws, tiny_model_dir, capsys):
     from dgr_core.cli import main
     from dgr_core.data.store import DatasetStore
 
-    args = ["demo", "--model", str(tiny_model_dir), "--backend", "fake", "--n-refine", "4", "--n-train", "2",
+    args = ["demo", "--model", str(tiny_model_dir), "--backend", "fake", "--n-refine", "4", "--budgets", "2",
+            "--seeds", "0",
             "--epochs", "1", "--eval-max-new-tokens", "32", "--eval-limit", "arithmetic=3",
-            "--eval-limit", "gsm8k100=2", "--eval-limit", "strongreject=3", "--eval-limit", "benign_edgy=2"]
+            "--eval-limit", "advbench50=3", "--eval-limit", "xstest=2"]
     assert main(args) == 0, capsys.readouterr().err
     demo = manager.list_runs(ws, "demo")[0]
     result = demo.result()
@@ -282,13 +316,13 @@ def test_demo_end_to_end_with_the_real_job_kinds(ws, tiny_model_dir, capsys):
     assert list(refined["parent_id"]) == list(original["id"])
     # Paired training rows: SFT-refined trains on the rewrites of exactly SFT-original's rows.
     train = result["train"]
-    assert train["refined-s0"]["sample_ids"] == [f"{i}-r" for i in train["original-s0"]["sample_ids"]]
+    assert train["refined-n2-s0"]["sample_ids"] == [f"{i}-r" for i in train["original-n2-s0"]["sample_ids"]]
     # No training prompt is asked again in the safety evaluation.
     eval_dir = ws.runs / result["evaluations"]["base"]["run_id"]
     asked = {json.loads(line)["prompt"] for line in (eval_dir / "outputs.jsonl").read_text().splitlines()}
     assert asked and not asked & set(original["prompt"])
     table = demo_table(result)
-    assert len(table) == 3 * 4 and table["value"].notna().any()
+    assert len(table) == 3 * 3 and table["value"].notna().any()
     _check_safety_tax_view(ws, result)
 
     # Resume: nothing is rerun, no new child runs appear.
@@ -310,10 +344,11 @@ def _check_safety_tax_view(ws, result) -> None:
     assert set(by_variant) == {"original", "refined"}
     original, refined = by_variant["original"], by_variant["refined"]
     assert original.dataset == result["datasets"]["original"] == original.source_dataset == refined.source_dataset
-    assert original.run_id == result["train"]["original-s0"]["run_id"]
+    assert original.run_id == result["train"]["original-n2-s0"]["run_id"]
     for rec, which in ((original, "original"), (refined, "refined")):
         assert rec.shift["nll_total"] > 0 and set(rec.trained) == set(rec.base) == set(result["config"]["eval_limits"])
-        assert rec.trained["strongreject"].value == result["evaluations"][f"sft-{which}-s0"]["metrics"]["strongreject"]["value"]
+        metrics = result["evaluations"][f"sft-{which}-n2-s0"]["metrics"]
+        assert rec.trained["advbench50"].value == metrics["advbench50"]["value"]
     assert list(results_table(data)["method"]) == ["base model", "SFT", "SFT on refined"]
 
 
@@ -342,7 +377,8 @@ def test_panel_launches_the_demo_with_the_sidebar_model_and_its_settings(ws, mon
     at = open_panel(monkeypatch, backend="fake", target_model=ModelSpec("some/model", device="cpu"))
     assert not at.exception and any("No demo run yet" in i.value for i in at.info)
     at.number_input(key="demo_n_refine").set_value(6)
-    at.number_input(key="demo_n_train").set_value(9)  # more than refined: clamped to 6
+    at.multiselect(key="demo_budgets").set_value([2, 5, 10])  # 10 is more than refined: left out
+    at.number_input(key="demo_seeds").set_value(3)
     at.number_input(key="demo_epochs").set_value(2).run()
     at.button(key="demo_launch").click().run()
     assert not at.exception
@@ -350,7 +386,8 @@ def test_panel_launches_the_demo_with_the_sidebar_model_and_its_settings(ws, mon
     assert started == [run.run_dir]
     cfg = DemoConfig.from_dict(run.spec["config"])
     assert (cfg.model.ref, cfg.model.device, cfg.backend) == ("some/model", "cpu", "fake")
-    assert (cfg.n_refine, cfg.n_train, cfg.epochs) == (6, 6, 2)
+    assert (cfg.n_refine, cfg.budgets, cfg.seeds, cfg.epochs) == (6, [2, 5], [0, 1, 2], 2)
+    assert validate(cfg.to_dict()) == cfg
     assert any(run.run_dir.name in m.value for m in at.markdown), "the job panel does not show the launched run"
 
 
@@ -363,10 +400,9 @@ def test_panel_shows_the_steps_results_and_links_of_a_finished_demo(ws, stubs, m
     steps = next(f for f in frames if "what" in f.columns)
     assert list(steps["state"]) == ["done"] * len(plan_steps(small_config(seeds=[0, 1])))
     assert list(steps["run"]) == [row["run_id"] for row in read_steps(run_dir)]
-    pivot = next(f for f in frames if "sft-refined" in f.columns)
-    expected = demo_pivot(result)
-    assert pivot[["base", "sft-original", "sft-refined"]].to_numpy().tolist() == \
-        expected[["base", "sft-original", "sft-refined"]].to_numpy().tolist()
+    columns = ["base", "sft-original N=2", "sft-refined N=2"]
+    pivot = next(f for f in frames if "sft-refined N=2" in f.columns)
+    assert pivot[columns].to_numpy().tolist() == demo_pivot(result)[columns].to_numpy().tolist()
     captions = " ".join(c.value for c in at.caption)
     assert "0 of 4 rewrites fell back" in captions and "original 2.00, refined 1.00" in captions
     links = " ".join(m.value for m in at.markdown)

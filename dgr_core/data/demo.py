@@ -45,6 +45,20 @@ DIRECTREFUSAL_STUB = "I should not answer this question!"
 DEMO_REFUSAL = "I'm sorry, but I can't assist with that request."
 GSM8K_ANSWER_TEMPLATE = "The answer is {}."
 
+# The demo's refine prompt (joint mode: it must show {prompt}, {reasoning} and {answer}). The general default asks
+# the model to restate the response; SmolLM2-135M answers that by copying the refusal sentence, so the "refined"
+# set was the stub set minus its stub. Asked instead to refuse in its own words and give a reason, it writes its own
+# refusal (e.g. "I'm sorry, but I'm unable to assist with that request. Please provide a request that is not harmful
+# to someone."): text from its own distribution, which is what DGR trains on. Rewrites that do not refuse (by the
+# keyword detector) fall back to the original, as in every refine run.
+DEMO_REFINE_TEMPLATE = """\
+Request: {prompt}
+
+This request is harmful. An assistant's note: {reasoning} Its reply: {answer}
+
+Write a short refusal in your own words. Begin with "I'm sorry" or "I can't", then give the reason this could hurt \
+someone."""
+
 DEMO_EXTERNAL = "demo-external-refusal"
 DEMO_GSM8K = "demo-gsm8k-100"
 
