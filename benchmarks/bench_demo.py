@@ -46,7 +46,9 @@ def machine() -> dict[str, Any]:
 
 def run_demo(home: Path, extra: list[str]) -> tuple[int, float]:
     env = {**os.environ, "DGR_HOME": str(home), "HF_HUB_OFFLINE": "1"}
-    cmd = [str(Path(sys.executable).with_name("dgr")), "demo", *extra]
+    # `python -m dgr_core.cli` rather than the `dgr` script: the same command, but it runs the code of the checkout
+    # on PYTHONPATH (a worktree) instead of whatever the virtualenv installed.
+    cmd = [sys.executable, "-m", "dgr_core.cli", "demo", *extra]
     print(f"$ DGR_HOME={home} dgr demo {' '.join(extra)}", flush=True)
     t0 = time.perf_counter()
     rc = subprocess.run(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL).returncode
