@@ -12,6 +12,7 @@ from dgr_core import runs
 from dgr_core.errors import DGRError
 from dgr_core.jobs import manager
 from dgr_ui.common import show_error, workspace
+from dgr_ui.readable import metrics_view, readable, settings_table
 
 ALL = "(all)"
 OUTPUT_VIEW = ["benchmark", "id", "verdict", "prompt", "response", "extracted", "reference", "finish_reason",
@@ -55,17 +56,23 @@ def details(info: manager.RunInfo) -> None:
     names += (["Outputs"] if has_outputs else []) + (["Loss"] if not loss.empty else [])
     tabs = dict(zip(names, st.tabs(names), strict=True))
     with tabs["Config"]:
-        st.json(info.spec.get("config") or {})
-        st.caption(f"created {info.spec.get('created_at', '')} · versions {info.spec.get('versions', {})}")
+        st.dataframe(settings_table(info.spec.get("config")), hide_index=True, width="stretch")
+        versions = ", ".join(f"{k} {v}" for k, v in (info.spec.get("versions") or {}).items())
+        st.caption(f"created {info.spec.get('created_at', '')} · versions {versions or '–'}")
     with tabs["Status"]:
-        st.json(manager.status(info.run_dir))
+        st.dataframe(settings_table(manager.status(info.run_dir)), hide_index=True, width="stretch")
     with tabs["Result"]:
         if result is None:
             st.info("No result.json yet (written last, when the run finishes).")
         else:
             if info.kind == "evaluate":
-                st.dataframe(runs.metrics_table(result), hide_index=True, width="stretch")
-            st.json(result, expanded=False)
+                st.dataframe(metrics_view(runs.metrics_table(result)), hide_index=True, width="stretch")
+            # Everything but the metrics (shown above) and long lists of records (in the JSON below).
+            rest = {k: v for k, v in result.items()
+                    if k != "metrics" and not (isinstance(v, list) and v and isinstance(v[0], dict))}
+            st.dataframe(settings_table(rest), hide_index=True, width="stretch")
+            with st.expander("result.json as stored"):
+                st.json(result, expanded=False)
     with tabs["Log"]:
         st.code(manager.log_tail(info.run_dir, 80) or "(empty log)", language="text")
     if has_outputs:
@@ -109,7 +116,7 @@ def compare(all_runs: list[manager.RunInfo]) -> None:
     if diff.empty:
         st.info("Identical configs.")
     else:
-        st.dataframe(diff.astype(str), hide_index=True, width="stretch")
+        st.dataframe(diff.map(readable), hide_index=True, width="stretch")
     curves = runs.loss_curves({f"a: {a.id}": a, f"b: {b.id}": b})
     if not curves.empty:
         st.subheader("Loss")
@@ -117,7 +124,9 @@ def compare(all_runs: list[manager.RunInfo]) -> None:
     if a.kind == b.kind == "evaluate" and a.result() and b.result():
         st.subheader("Metrics (delta = b - a)")
         deltas = runs.metric_deltas(a.result(), b.result())
-        st.dataframe(deltas, hide_index=True, width="stretch")
+        st.dataframe(deltas, hide_index=True, width="stretch",
+                     column_config={c: st.column_config.NumberColumn(format="%.3f") for c in
+                                    ("value_a", "value_b", "delta")})
         for row in deltas[~deltas["comparable"]].itertuples():
             st.warning(f"{row.benchmark}: not like for like ({row.why_not}); its delta is not an effect.")
         paired_view(a, b)
