@@ -92,10 +92,19 @@ def _workspace(root: Path) -> Path:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """Base URL and DGR_HOME of a running `streamlit run app.py`; jobs and server stopped at the end."""
+    yield from _serve(tmp_path_factory.mktemp("browser"))
+
+
+@pytest.fixture
+def fresh_server(tmp_path):
+    """A server of its own that no session has opened yet (the first URL a test opens is the first request)."""
+    yield from _serve(tmp_path)
+
+
+def _serve(root: Path):
     reason = _missing()
     if reason:
         pytest.fail(f"the browser test cannot run: {reason}", pytrace=False)
-    root = tmp_path_factory.mktemp("browser")
     home = _workspace(root)
     port = _free_port()
     env = {**os.environ, "DGR_HOME": str(home), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -343,3 +352,28 @@ def test_a_tiny_evaluation_runs_from_the_browser(page, server):
     missing = [bench for bench in result["metrics"] if bench not in shown]
     assert not missing, f"benchmarks of result.json missing from the metrics table: {missing}\n{shown[:1500]}"
     assert not exception_text(page)
+
+
+@pytest.mark.parametrize("path", ["safety_tax", "shift"])
+def test_a_page_url_opened_first_on_a_fresh_server_runs_the_app(browser, fresh_server, path):
+    """A bookmark or a link pasted into lab-meeting notes is the first request a freshly started server sees. It
+    must run the router like any other URL: the page with its title, the shared sidebar (target model, backend) and
+    the navigation of the app's pages, never a bare page script with a list of file names (what Streamlit's
+    auto-discovery of a `pages/` folder used to serve until app.py had run once)."""
+    context = browser.new_context(viewport={"width": 1440, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(RENDER_TIMEOUT_MS)
+    try:
+        title = goto(page, f"{fresh_server['url']}/{path}")
+        assert title == {"safety_tax": "Safety tax", "shift": "Shift"}[path]
+        sidebar = page.locator('[data-testid="stSidebar"]')
+        for key in ("backend", "model_ref"):
+            assert sidebar.locator(f".st-key-{key}").count() == 1, f"/{path} opened first has no sidebar {key!r}"
+        labels = [label for label, _ in nav_links(page)]
+        assert "Safety tax" in labels and "Datasets" in labels, labels
+        assert not {"app", "safety_tax", "shift"} & set(labels), f"raw script names in the navigation: {labels}"
+        assert url_path(page.url) == path
+        assert not exception_text(page)
+        screenshot(page, f"deep-link-{path}")
+    finally:
+        context.close()
