@@ -34,6 +34,7 @@ import logging
 import math
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -508,6 +509,17 @@ def _column_order(column: str) -> tuple[int, int]:
     model, _, n = column.partition(" N=")
     rank = {"base": 0, "sft-original": 1, "sft-refined": 2}.get(model, 3)
     return rank, int(n) if n.isdigit() else 0
+
+
+DEMO_CAVEAT = ("Trained from the embedded SmolLM2-135M-Instruct: a 135M model that writes no reasoning, so these "
+               "runs show the method's mechanics (shift, SFT, evaluation, the fit), not the DGR paper's numbers.")
+
+
+def demo_caveat(base_models: Iterable[str]) -> str:
+    """DEMO_CAVEAT when one of the base models is the embedded demo model, else ""."""
+    from dgr_core.models.loading import DEMO_ALIASES
+
+    return DEMO_CAVEAT if any(str(ref) in DEMO_ALIASES for ref in base_models) else ""
 
 
 def latest_demo(ws: Workspace, state: str | None = "done"):

@@ -15,6 +15,7 @@ import streamlit as st
 from dgr_core.data.store import DatasetStore
 from dgr_core.errors import DGRError
 from dgr_core.evaluate.signature import describe
+from dgr_core.pipeline import demo_caveat
 from dgr_core.report import (
     FORMATS,
     budget_figure,
@@ -199,6 +200,8 @@ def page() -> None:
         return
     for run_id, why in data.skipped:
         st.warning(f"Skipped run `{run_id}`: {why}")
+    if demo_caveat(data.base_metrics):
+        st.info(demo_caveat(data.base_metrics), icon=":material/info:")
     if data.run_notes():
         with st.expander(f"Caveats ({len(data.run_notes())})"):
             st.markdown("\n".join(f"- `{run_id}`: {note}" for run_id, note in data.run_notes()))

@@ -407,3 +407,10 @@ def test_panel_shows_the_steps_results_and_links_of_a_finished_demo(ws, stubs, m
     assert "0 of 4 rewrites fell back" in captions and "original 2.00, refined 1.00" in captions
     links = " ".join(m.value for m in at.markdown)
     assert "(/safety_tax)" in links and "(/report)" in links  # plain links: AppTest runs no router
+
+
+def test_the_caveat_names_the_embedded_model_only():
+    from dgr_core.pipeline import DEMO_CAVEAT, demo_caveat
+
+    assert demo_caveat(["demo", "Qwen/Qwen3-8B"]) == DEMO_CAVEAT and "not the DGR paper's numbers" in DEMO_CAVEAT
+    assert demo_caveat(["Qwen/Qwen3-8B"]) == "" and demo_caveat([]) == ""
