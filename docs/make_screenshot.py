@@ -35,8 +35,9 @@ def main(page: str, out: str) -> int:
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
-                                        args=["--disable-background-networking"])
-            tab = browser.new_page(viewport={"width": 1500, "height": 1900})
+                                        args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                                              "--disable-background-networking"])
+            tab = browser.new_page(viewport={"width": 1500, "height": 1000})
             deadline = time.monotonic() + 60
             while True:
                 try:
@@ -52,7 +53,11 @@ def main(page: str, out: str) -> int:
             time.sleep(3)
             tab.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000)
             time.sleep(4)  # plotly draws after the script ends
-            tab.screenshot(path=out, full_page=True)
+            # Streamlit scrolls inside its own container: stretch the window to the content for a whole-page shot.
+            height = tab.evaluate("() => document.querySelector('[data-testid=stMain]').scrollHeight")
+            tab.set_viewport_size({"width": 1500, "height": min(max(int(height), 900), 6000)})
+            time.sleep(2)
+            tab.screenshot(path=out)
             browser.close()
     finally:
         server.terminate()
