@@ -64,11 +64,26 @@ def interval(lo: Any, hi: Any) -> str:
     return f"{100 * lo:.0f}–{100 * hi:.0f}%"
 
 
+PERCENT_COLUMNS = ("value", "pass_at_k", "truncation_rate")
+
+
 def metrics_view(table: pd.DataFrame) -> pd.DataFrame:
-    """`dgr_core.runs.metrics_table` for reading: value and its 95% interval in percent, counts as integers."""
-    out = table[["benchmark", "kind", "metric"]].copy()
-    out["value"] = [percent(v) for v in table["value"]]
-    out["95% CI"] = [interval(lo, hi) for lo, hi in zip(table["ci_low"], table["ci_high"], strict=True)]
-    for col in ("n", "n_total", "n_truncated", "n_no_answer"):
-        out[col] = [readable(int(v)) if v is not None and not pd.isna(v) else MISSING for v in table[col]]
+    """`dgr_core.runs.metrics_table` for reading: rates and the 95% interval in percent, counts as integers, the
+    other columns as readable text (whichever columns the table has)."""
+    out = table[[c for c in table.columns if c not in ("ci_low", "ci_high")]].copy().astype(object)
+    for col in out.columns:
+        if col in PERCENT_COLUMNS:
+            out[col] = [percent(v) for v in table[col]]
+        elif col not in ("benchmark", "kind", "metric", "setting"):
+            out[col] = [readable(_int(v)) for v in table[col]]
+    if {"ci_low", "ci_high"} <= set(table.columns):
+        out.insert(list(out.columns).index("value") + 1 if "value" in out.columns else len(out.columns), "95% CI",
+                   [interval(lo, hi) for lo, hi in zip(table["ci_low"], table["ci_high"], strict=True)])
     return out
+
+
+def _int(value: Any) -> Any:
+    """Whole floats (counts that went through a float column) as ints; anything else unchanged."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return int(value) if isinstance(value, float) and value.is_integer() else value

@@ -37,6 +37,7 @@ def test_metrics_view_reads_in_percent():
     view = metrics_view(metrics_table(result))
     assert view.loc[0, ["value", "95% CI", "n", "n_truncated", "n_no_answer"]].tolist() == \
         ["52%", "38–65%", "50", "32", "–"]
+    assert list(view.columns).index("95% CI") == list(view.columns).index("value") + 1
 
 
 def test_runs_page_shows_config_status_and_result_as_tables(ws):
