@@ -1,7 +1,7 @@
 """DGR in miniature: the whole experiment of the DGR paper, small enough for a laptop CPU, as one job.
 
     dgr demo                                   # the embedded defaults (SmolLM2-135M-Instruct, hf backend, CPU)
-    dgr demo --n-refine 20 --n-train 10 --seeds 0 1
+    dgr demo --budgets 5 10 20 --seeds 0 1 --lr 3e-4     # the defaults, spelled out
 
     from dgr_core.jobs import manager
     run = manager.submit(ws, "demo", DemoConfig().to_dict(), name="demo")
@@ -9,15 +9,17 @@
 Steps (each one a normal child run folder of kind refine / score / train / evaluate, visible on the Runs page):
 0. (inline, instant) draw `n_refine` samples of the DirectRefusal-style external set "demo-external-refusal",
    leaving out every prompt the safety evaluation will ask, and save them as the dataset `<tag>-original`;
-1. refine them with the target model itself (mode joint) into `<tag>-refined` (a rewrite needs no <think> block
-   unless `expect_think`: the embedded model writes none, and its own words are the point);
+1. refine them with the target model itself (mode joint, the demo's template: refuse in your own words and say
+   why) into `<tag>-refined` (a rewrite needs no <think> block unless `expect_think`: the embedded model writes
+   none, and its own words are the point);
 2. score the original and the refined set (the distribution shift: NLL under the target model);
-3. per seed: LoRA SFT on `n_train` samples of each set (the same rows: the refined set keeps the original order,
-   and the seeded draw picks the same positions, so sft-refined trains on the rewrites of sft-original's rows);
-4. evaluate the base model and every SFT model on a small reasoning + safety set (arithmetic levels 1-2, a GSM8K-100
-   subset, a StrongREJECT subset, a benign-edgy subset).
+3. the sweep: per budget N and seed, LoRA SFT on N samples of each set (the same rows: the refined set keeps the
+   original order, and the seeded draw picks the same positions, so sft-refined trains on the rewrites of
+   sft-original's rows): 2 x 3 x 2 = 12 runs by default;
+4. evaluate the base model and every SFT model with one evaluation config (same items, decoding, seed): 100
+   level-1 arithmetic items, AdvBench-50 (harmful, never trained on), a seeded 50 of XSTest's safe prompts.
 
-The children run in this process, one after another, through `run_inline` (the worker's logic without the device
+The children run in this process, one after another (memory is released between them), through `run_inline` (the worker's logic without the device
 lock, which the demo job already holds). Progress: every child event is forwarded to the demo run with
 "step i/k" in the message and the child's done/total. Cancel: a child stops when its own or the demo's cancel flag
 is set. Resume: `steps.json` in the demo run folder maps each step to its child run; a finished child is reused,
@@ -240,12 +242,14 @@ def child_config(step: Step, cfg: DemoConfig, names: dict[str, str], results: di
         return refine_config(cfg, names)
     if step.kind == "score":
         return score_config(cfg, names[step.key.removeprefix("score-")])
-    which, n, seed = parse_arm(step.key)
-    if step.kind == "train":
-        return train_config(cfg, names[which], int(n), int(seed))
     if step.key == "eval-base":
         return eval_config(cfg, cfg.model)
-    trained = results[f"train-{arm_key(which, int(n), int(seed))}"]
+    which, n, seed = parse_arm(step.key)
+    if n is None or seed is None:
+        raise DGRError(f"demo: step {step.key!r} names no training run.")
+    if step.kind == "train":
+        return train_config(cfg, names[which], n, seed)
+    trained = results[f"train-{arm_key(which, n, seed)}"]
     model = ModelSpec(str(trained["model_ref"]), device=cfg.model.device, dtype=cfg.model.dtype)
     return eval_config(cfg, model)
 
@@ -478,9 +482,9 @@ def _train_summary(res: dict[str, Any], run_id: str | None) -> dict[str, Any]:
 def split_label(label: str) -> tuple[str, int | None, int | None]:
     """"sft-refined-n10-s0" -> ("sft-refined", 10, 0); "base" -> ("base", None, None)."""
     which, n, seed = parse_arm(label)
-    if n is None:
+    if n is None or seed is None:
         return label, None, None
-    return label[: -len(arm_key(which, n, int(seed)))] + which, n, seed
+    return label[: -len(arm_key(which, n, seed))] + which, n, seed
 
 
 def metric_rows(evaluations: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
