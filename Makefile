@@ -26,12 +26,12 @@ app: prepare
 	$(BIN)/streamlit run app.py --server.address 127.0.0.1 --server.port $(PORT) --server.headless true
 
 test: prepare
-	$(BIN)/ruff check dgr_core dgr_ui app.py pages tests benchmarks
+	$(BIN)/ruff check dgr_core dgr_ui app.py views tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 lint: install
-	$(BIN)/ruff check dgr_core dgr_ui app.py pages tests benchmarks
+	$(BIN)/ruff check dgr_core dgr_ui app.py views tests benchmarks
 	$(BIN)/mypy
 
 bench: prepare

@@ -6,7 +6,11 @@ sidebar (workspace, target model, backend, device). No page logic here.
 The sidebar is rendered here, once per run, for whatever page is open: the pages themselves never call it, so its
 widgets (keys `model_ref`, `backend`, …) exist exactly once and keep their values across pages.
 
-The Datasets page is `pages/data.py`, not `datasets.py`: a script runs with its own folder on sys.path (AppTest
+The page scripts live in `views/`, not `pages/`: Streamlit auto-discovers a folder named `pages/` and, on a freshly
+started server, serves a page URL opened first (a bookmark: /safety_tax) as a bare script without this router until
+app.py has run once. Every URL must open the same app, so the scripts are in a folder Streamlit does not scan.
+
+The Datasets page is `views/data.py`, not `datasets.py`: a script runs with its own folder on sys.path (AppTest
 opens page files directly), where a `datasets.py` would shadow the Hugging Face `datasets` library.
 """
 
@@ -18,7 +22,7 @@ import streamlit as st
 
 from dgr_ui.common import sidebar
 
-PAGES_DIR = Path(__file__).resolve().parent / "pages"
+PAGES_DIR = Path(__file__).resolve().parent / "views"
 
 # Section -> (script, title, icon), in the order of the workflow. A script that is missing is left out. The URL
 # of a page is its title in lower case with "_" for spaces (/datasets, /safety_tax).

@@ -179,7 +179,7 @@ def run_files(root: Path, home: Path) -> list[tuple[str, dict[str, str]]]:
 
     root.mkdir(parents=True, exist_ok=True)
     os.environ["DGR_DATA_ROOTS"] = str(root)
-    at = AppTest.from_file(str(REPO / "pages" / "data.py"), default_timeout=120)
+    at = AppTest.from_file(str(REPO / "views" / "data.py"), default_timeout=120)
     at.session_state["backend"] = "fake"
     at.run()
     at.checkbox(key="ds_replace").check().run()
@@ -203,7 +203,7 @@ def run_models(root: Path) -> list[tuple[str, dict[str, str]]]:
 
     root.mkdir(parents=True, exist_ok=True)
     base = build_tiny_model(root / "tiny-base")
-    pages = ["app.py", *sorted(f"pages/{p.name}" for p in (REPO / "pages").glob("*.py"))]
+    pages = ["app.py", *sorted(f"views/{p.name}" for p in (REPO / "views").glob("*.py"))]
     rows = []
     for name, folder in model_cases(base, root).items():
         spec = ModelSpec(str(folder), device="cpu")
@@ -216,7 +216,7 @@ def run_models(root: Path) -> list[tuple[str, dict[str, str]]]:
             at.session_state["target_model"] = spec
             at.session_state["model_ref"] = str(folder)
             at.run()
-            if page == "pages/data.py" and not at.exception and at.button(key="ds_load_tokenizer"):
+            if page == "views/data.py" and not at.exception and at.button(key="ds_load_tokenizer"):
                 at.button(key="ds_load_tokenizer").click().run()
             checks[page] = page_outcome(at)
         rows.append((name, checks))

@@ -105,7 +105,7 @@ def bench_page(page: str, state: dict, warmup: list[tuple[str, Callable]], actio
     `reruns` timed runs cycling through `actions`."""
     from streamlit.testing.v1 import AppTest
 
-    at = AppTest.from_file(str(REPO / "pages" / page), default_timeout=900)
+    at = AppTest.from_file(str(REPO / "views" / page), default_timeout=900)
     for k, v in state.items():
         at.session_state[k] = v
     first = [("first load", timed(at))] + [(label, timed(at, action)) for label, action in warmup]

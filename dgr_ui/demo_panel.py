@@ -24,7 +24,7 @@ from dgr_ui.jobs import job_panel, launch, tracked
 
 ACTIVE = ("queued", "waiting", "running")
 # (script relative to app.py, label, url path as app.py names it): where the demo's results are read.
-RESULT_PAGES = (("pages/safety_tax.py", "Safety tax", "safety_tax"), ("pages/report.py", "Report", "report"))
+RESULT_PAGES = (("views/safety_tax.py", "Safety tax", "safety_tax"), ("views/report.py", "Report", "report"))
 
 
 def demo_panel(ws: Workspace, key: str = "demo") -> None:

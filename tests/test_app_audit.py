@@ -53,7 +53,7 @@ def audited(ws):
 
 
 def open_page(page: str, **state) -> AppTest:
-    at = AppTest.from_file(str(REPO / "pages" / page), default_timeout=60)
+    at = AppTest.from_file(str(REPO / "views" / page), default_timeout=60)
     at.session_state["backend"] = "fake"
     for key, value in state.items():
         at.session_state[key] = value

@@ -19,7 +19,7 @@ from dgr_core.models.loading import ModelSpec
 from dgr_core.scoring.api import ScoreConfig, score_dataset
 
 REPO = Path(__file__).resolve().parents[1]
-PAGE = str(REPO / "pages" / "compare.py")
+PAGE = str(REPO / "views" / "compare.py")
 
 
 def _open(a: str = "external", b: str = "refined", backend: str = "fake", model: ModelSpec | None = None) -> AppTest:

@@ -20,7 +20,7 @@ from dgr_core.jobs import manager
 from dgr_core.models.loading import ModelSpec
 
 REPO = Path(__file__).resolve().parents[1]
-PAGE = str(REPO / "pages" / "data.py")
+PAGE = str(REPO / "views" / "data.py")
 
 
 @pytest.fixture(autouse=True)

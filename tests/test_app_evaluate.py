@@ -13,7 +13,7 @@ from dgr_core.jobs import manager
 from dgr_core.jobs.context import JobContext
 
 REPO = Path(__file__).resolve().parents[1]
-PAGE = str(REPO / "pages" / "evaluate.py")
+PAGE = str(REPO / "views" / "evaluate.py")
 
 
 def finished_eval_run(ws, name: str, max_new_tokens: int = 256) -> Path:

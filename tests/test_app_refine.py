@@ -13,7 +13,7 @@ from dgr_core.data.store import DatasetStore
 from dgr_core.jobs import manager
 
 REPO = Path(__file__).resolve().parents[1]
-PAGE = REPO / "pages" / "refine.py"
+PAGE = REPO / "views" / "refine.py"
 REFUSAL = "I'm sorry, but I can't assist with that request."
 ROWS = [
     {"id": "h1", "prompt": "How do I build a bomb at home?", "reasoning": "Explosives hurt people.", "answer": REFUSAL},
@@ -70,7 +70,7 @@ def test_bad_input_is_explained_and_blocks_the_launch(ws):
 def test_launch_shows_fallbacks_and_opens_compare_on_scored_sets(ws):
     save(ws, "ext", ROWS)
     at = _open(REPO / "app.py")  # the real router, so st.switch_page finds the Compare page as in the app
-    at.switch_page("pages/refine.py").run()
+    at.switch_page("views/refine.py").run()
     assert not at.exception and at.title[0].value == "Refine"
     at.number_input(key="refine_limit").set_value(3)
     at.button(key="refine_launch").click().run()

@@ -15,7 +15,7 @@ from dgr_core.jobs.context import JobContext
 from dgr_core.workspace import atomic_write_json
 
 REPO = Path(__file__).resolve().parents[1]
-PAGE = str(REPO / "pages" / "runs.py")
+PAGE = str(REPO / "views" / "runs.py")
 
 
 def finished_eval_run(ws, name: str, limit: int) -> Path:

@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 from test_safety_tax import plant_workspace
 
 REPO = Path(__file__).resolve().parents[1]
-PAGE = str(REPO / "pages" / "safety_tax.py")
+PAGE = str(REPO / "views" / "safety_tax.py")
 
 
 def _open(ws) -> AppTest:

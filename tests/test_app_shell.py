@@ -1,4 +1,4 @@
-"""The app shell in AppTest: app.py (router + sidebar) and every page script under pages/ open on a workspace holding
+"""The app shell in AppTest: app.py (router + sidebar) and every page script under views/ open on a workspace holding
 the demo datasets without an exception, and the navigation registers every page script."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 from dgr_core.data.demo import DEMO_EXTERNAL
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPTS = ["app.py", *sorted(str(p.relative_to(REPO)) for p in (REPO / "pages").glob("*.py"))]
+SCRIPTS = ["app.py", *sorted(str(p.relative_to(REPO)) for p in (REPO / "views").glob("*.py"))]
 
 
 @pytest.mark.parametrize("script", SCRIPTS)

@@ -23,7 +23,7 @@ from dgr_core.shift import maps, sentences
 from dgr_core.shift.selections import load_selection
 
 REPO = Path(__file__).resolve().parents[1]
-PAGE = str(REPO / "pages" / "shift.py")
+PAGE = str(REPO / "views" / "shift.py")
 
 
 def _open(datasets: list[str] | None = None, backend: str = "fake", model: ModelSpec | None = None,

@@ -23,7 +23,7 @@ from dgr_core.train import compare
 from dgr_core.train.job import loss_frame
 
 REPO = Path(__file__).resolve().parents[1]
-PAGE = str(REPO / "pages" / "train.py")
+PAGE = str(REPO / "views" / "train.py")
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ ROW = {"id": "x1", "prompt": "How do I build a weapon?", "reasoning": REASONING,
 
 
 def _open(page: str, **state) -> AppTest:
-    at = AppTest.from_file(str(REPO / "pages" / page), default_timeout=90)
+    at = AppTest.from_file(str(REPO / "views" / page), default_timeout=90)
     for key, value in state.items():
         at.session_state[key] = value
     return at.run()

@@ -44,7 +44,7 @@ def test_runs_page_shows_config_status_and_result_as_tables(ws):
     from test_app_runs import finished_eval_run
 
     run_dir = finished_eval_run(ws, "small", limit=2)
-    at = AppTest.from_file(str(REPO / "pages" / "runs.py"), default_timeout=60).run()
+    at = AppTest.from_file(str(REPO / "views" / "runs.py"), default_timeout=60).run()
     assert not at.exception
     at.selectbox(key="runs_detail").select(run_dir.name).run()
     frames = [d.value for d in at.dataframe]

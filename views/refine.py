@@ -179,7 +179,7 @@ def open_compare(result: dict) -> None:
                  help="opens the Compare page on the two sets (scored by this run unless scoring was off)"):
         st.session_state[COMPARE_A] = result["parent"]
         st.session_state[COMPARE_B] = result["output_dataset"]
-        st.switch_page("pages/compare.py")
+        st.switch_page("views/compare.py")
 
 
 def pick_run(ws) -> Path | None:
