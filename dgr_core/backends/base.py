@@ -25,6 +25,7 @@ class GenerationConfig(Config):
     top_p: float = 1.0
     seed: int = 0
     batch_size: int = 8  # prompts per generate() call (transformers backend)
+    n: int = 1  # samples per prompt; generate() returns n per conversation, next to each other
 
 
 @dataclass
@@ -47,7 +48,7 @@ class Backend(Protocol):
 
     def generate(self, conversations: list[list[dict[str, str]]], cfg: GenerationConfig,
                  on_done: Callable[[int], None] | None = None) -> list[Generation]:
-        """Assistant replies to chat conversations, in order."""
+        """Assistant replies to chat conversations, in order: `cfg.n` per conversation, next to each other."""
 
 
 _REGISTRY: dict[str, Callable[..., Backend]] = {}

@@ -175,9 +175,10 @@ class FakeBackend:
             n = len(self.tokenizer(text)["input_ids"])
             if n > cfg.max_new_tokens:  # cut like a real model would be
                 ids = self.tokenizer(text)["input_ids"][: cfg.max_new_tokens]
-                out.append(Generation(self.tokenizer.decode(ids), "length", cfg.max_new_tokens))
+                gen = Generation(self.tokenizer.decode(ids), "length", cfg.max_new_tokens)
             else:
-                out.append(Generation(text, "stop", n))
+                gen = Generation(text, "stop", n)
+            out.extend(Generation(gen.text, gen.finish_reason, gen.n_tokens) for _ in range(max(1, cfg.n)))
             if on_done:
                 on_done(1)
         return out

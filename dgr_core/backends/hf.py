@@ -1,4 +1,5 @@
-"""The transformers backend: scoring through `dgr_core.scoring.engine`, batched generation with left padding."""
+"""The transformers backend: scoring through `dgr_core.scoring.engine`; batched generation with left padding and
+the KV cache through `dgr_core.backends.batching`."""
 
 from __future__ import annotations
 
@@ -44,47 +45,22 @@ class HFBackend:
 
     def generate(self, conversations: list[list[dict[str, str]]], cfg: GenerationConfig,
                  on_done: Callable[[int], None] | None = None) -> list[Generation]:
-        import torch
+        """Length-sorted, left-padded, KV-cached batches of `cfg.batch_size` prompts (dgr_core.backends.batching)."""
+        from dgr_core.backends.batching import generate_batched
 
-        out: list[Generation] = []
-        torch.manual_seed(cfg.seed)
-        order = sorted(range(len(conversations)), key=lambda i: -len(str(conversations[i])))
-        results: dict[int, Generation] = {}
-        for start in range(0, len(order), cfg.batch_size):
-            idx = order[start : start + cfg.batch_size]
-            for i, gen in zip(idx, self._generate_batch([conversations[i] for i in idx], cfg), strict=True):
-                results[i] = gen
-            if on_done:
-                on_done(len(idx))
-        out = [results[i] for i in range(len(conversations))]
-        return out
-
-    def _generate_batch(self, convs: list[list[dict[str, str]]], cfg: GenerationConfig) -> list[Generation]:
-        import torch
-
-        tok, model = self.tokenizer, self.loaded.model
-        texts = [generation_prompt(tok, c) for c in convs]  # the template's own generation prompt
-        tok.padding_side = "left"
-        try:
-            batch = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-        finally:
-            tok.padding_side = "right"
-        sampling = cfg.temperature > 0
-        kwargs = {"do_sample": sampling, "max_new_tokens": cfg.max_new_tokens, "pad_token_id": tok.pad_token_id}
-        if sampling:
-            kwargs.update(temperature=cfg.temperature, top_p=cfg.top_p)
-        with torch.inference_mode():
-            seqs = model.generate(**batch, **kwargs)
-        return [self._decode(row[batch["input_ids"].shape[1]:], cfg) for row in seqs]
-
-    def _decode(self, new_ids, cfg: GenerationConfig) -> Generation:
         tok = self.tokenizer
-        ids = new_ids.tolist()
-        stops = {tok.eos_token_id, tok.pad_token_id} | set(_as_list(self.loaded.model.generation_config.eos_token_id))
-        cut = next((i for i, t in enumerate(ids) if t in stops), None)
-        finish = "stop" if cut is not None else "length"
-        ids = ids if cut is None else ids[:cut]
-        return Generation(tok.decode(ids, skip_special_tokens=True).strip(), finish, len(ids))
+        prompts = [tok(self._render(c), add_special_tokens=False)["input_ids"] for c in conversations]
+        return generate_batched(self.loaded.model, prompts, cfg, pad_id=tok.pad_token_id, stops=self._stops(),
+                                decode=lambda ids: tok.decode(ids, skip_special_tokens=True), on_done=on_done)
+
+    def _render(self, conversation: list[dict[str, str]]) -> str:
+        """The prompt text: the template's own generation prompt (dgr_core.render, shared with every path)."""
+        return generation_prompt(self.tokenizer, conversation)
+
+    def _stops(self) -> set[int]:
+        """End of turn: the tokenizer's eos and pad and every eos id of the model's generation config."""
+        tok = self.tokenizer
+        return {tok.eos_token_id, tok.pad_token_id} | set(_as_list(self.loaded.model.generation_config.eos_token_id))
 
 
 def _as_list(x) -> list:
