@@ -4,4 +4,6 @@ import sys
 
 from dgr_core.jobs.worker import main
 
-sys.exit(main())
+# The guard matters: backends that start worker processes with "spawn" (vLLM's engine) re-import the main module.
+if __name__ == "__main__":
+    sys.exit(main())
