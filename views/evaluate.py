@@ -166,8 +166,8 @@ def build_config() -> EvalConfig:
     judge, part = judge_setting()
     system = st.text_area("System prompt (optional)", value="", key="eval_system").strip() or None
     suffix = st.text_input("Suffix for reasoning prompts", value=REASONING_SUFFIX, key="eval_suffix")
-    return EvalConfig(model=model, backend=current_backend(), benchmarks=sources, limit=limit, seed=gen.seed,
-                      arithmetic_levels=levels or [1], generation=gen, judge=judge, judge_part=part,
+    return EvalConfig(model=model, backend=current_backend(generation=True), benchmarks=sources, limit=limit,
+                      seed=gen.seed, arithmetic_levels=levels or [1], generation=gen, judge=judge, judge_part=part,
                       samples=samples, system_prompt=system, reasoning_suffix=suffix)
 
 

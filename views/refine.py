@@ -196,7 +196,7 @@ def main() -> None:
     st.title("Refine")
     st.caption("DGR: the target model restates each sample's reasoning and answer in its own words, keeping the "
                "safety decision. A rewrite that fails a filter keeps the original sample, flagged with the reason.")
-    ws, spec, backend = workspace(), current_model(), current_backend()
+    ws, spec, backend = workspace(), current_model(), current_backend(generation=True)
     st.caption(f"Target model: `{spec.ref}` · backend `{backend}` (change it in the sidebar)")
     store = DatasetStore(ws)
     dataset = pick_dataset(store)

@@ -246,7 +246,7 @@ def eval_settings() -> EvalConfig:
                                      key="train_eval_limit"))
     max_new = int(cols[1].number_input("Max new tokens", min_value=1, value=128, step=32, key="train_eval_max_new"))
     batch = int(cols[2].number_input("Batch size", min_value=1, value=8, key="train_eval_batch"))
-    return EvalConfig(backend=current_backend(), benchmarks=[BenchmarkSource(n) for n in names], limit=limit,
+    return EvalConfig(backend=current_backend(generation=True), benchmarks=[BenchmarkSource(n) for n in names], limit=limit,
                       generation=GenerationConfig(max_new_tokens=max_new, batch_size=batch))
 
 

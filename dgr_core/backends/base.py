@@ -99,6 +99,7 @@ def describe_model(spec: ModelSpec, backend: str, ws: Workspace | None = None) -
     if backend not in _DESCRIBERS:
         raise DGRError(f"Unknown backend {backend!r}; available: {', '.join(sorted(_REGISTRY))}.")
     return _DESCRIBERS[backend](spec, ws or Workspace.default())
+AUTO = "auto"  # a choice, not a backend: resolve_backend turns it into one
 
 
 def register(name: str):
@@ -114,6 +115,25 @@ def get_backend(name: str, model: ModelSpec, ws: Workspace | None = None) -> Bac
     if name not in _REGISTRY:
         raise DGRError(f"Unknown backend {name!r}; available: {', '.join(sorted(_REGISTRY))}.")
     return _REGISTRY[name](model, ws or Workspace.default())
+
+
+def vllm_pays() -> bool:
+    """True where vLLM is importable and a CUDA GPU is present: there it is the faster way to generate."""
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is None:
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def resolve_backend(name: str, *, generation: bool = False) -> str:
+    """The backend a job runs on. "auto" is `vllm` for generation-heavy work (refine, evaluate, audit) where vLLM
+    pays (`vllm_pays`), else `hf`; scoring stays on `hf` (embeddings, and one backend per score cache)."""
+    if name != AUTO:
+        return name
+    return "vllm" if generation and vllm_pays() else "hf"
 
 
 def available_backends() -> list[str]:
