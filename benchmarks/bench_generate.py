@@ -45,8 +45,9 @@ STAR1 = REPO.parent / "shared" / "data" / "STAR-1" / "data" / "STAR-1.json"
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--prompts", type=int, default=16, help="prompts (half refine, half evaluate)")
-    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--prompts", type=int, default=16, help="evaluate prompts (arithmetic, reasoning suffix)")
+    p.add_argument("--refine-prompts", type=int, default=8, help="refine prompts (STAR-1 rows, joint template)")
+    p.add_argument("--max-new-tokens", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=16, help="HF batched: prompts per generate()")
     p.add_argument("--dtype", default="float32", help="generation dtype (both backends)")
     p.add_argument("--score-rows", type=int, default=40, help="STAR-1 rows for the scoring comparison (0 = skip)")
@@ -75,75 +76,95 @@ def timed_generate(backend, convs, cfg: GenerationConfig, one_at_a_time: bool = 
     return gens, {"seconds": round(secs, 2), "tokens": tokens, "tokens_per_s": round(tokens / secs, 1)}
 
 
-def generation_rows(args, ws, rows) -> tuple[dict, list, int]:
-    n_ref = args.prompts // 2
-    convs = A.refine_conversations(rows[:n_ref]) + A.evaluate_conversations(args.prompts - n_ref)
+def prompt_sets(args, rows) -> dict[str, list]:
+    """Evaluate prompts (short: decoding dominates) and refine prompts (a whole STAR-1 trace: prefill dominates)."""
+    return {"evaluate": A.evaluate_conversations(args.prompts),
+            "refine": A.refine_conversations(rows[: args.refine_prompts])}
+
+
+def hf_generation(args, ws, sets: dict[str, list]) -> tuple[dict, dict, int]:
     cfg = GenerationConfig(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
     hf = get_backend("hf", ModelSpec("demo", dtype=args.dtype), ws)
-    hf.generate(convs[:1], GenerationConfig(max_new_tokens=4))  # warm-up
-    out: dict = {}
-    single, out["hf_single"] = timed_generate(hf, convs, cfg, one_at_a_time=True)
-    batched, out["hf_batched"] = timed_generate(hf, convs, cfg)
-    out["batched_vs_single_speedup"] = round(out["hf_batched"]["tokens_per_s"] / out["hf_single"]["tokens_per_s"], 2)
-    out["batched_vs_single_diffs"] = A.compare_texts(single, batched)
-    return out, convs, len(out["batched_vs_single_diffs"])
+    hf.generate(sets["evaluate"][:1], GenerationConfig(max_new_tokens=4))  # warm-up
+    out, texts, n_diff = {}, {}, 0
+    for name, convs in sets.items():
+        single, s_stats = timed_generate(hf, convs, cfg, one_at_a_time=True)
+        batched, b_stats = timed_generate(hf, convs, cfg)
+        diffs = A.compare_texts(single, batched)
+        n_diff += len(diffs)
+        out[name] = {"prompts": len(convs), "hf_single": s_stats, "hf_batched": b_stats,
+                     "batched_vs_single": round(b_stats["tokens_per_s"] / s_stats["tokens_per_s"], 2),
+                     "batched_vs_single_diffs": diffs}
+        texts[name] = batched
+        print(name, json.dumps({k: v for k, v in out[name].items() if k != "batched_vs_single_diffs"}),
+              f"diffs={len(diffs)}", flush=True)
+    return out, texts, n_diff
 
 
-def vllm_generation(args, ws, convs, hf_batched_texts: list) -> dict:
-    from dgr_core.backends import vllm as V
-
-    t0 = time.perf_counter()
-    vl = get_backend("vllm", ModelSpec("demo", dtype=args.dtype), ws)
-    start = round(time.perf_counter() - t0, 1)
+def vllm_generation(args, vl, sets: dict[str, list], hf_texts: dict, out: dict) -> None:
     cfg = GenerationConfig(max_new_tokens=args.max_new_tokens)
-    vl.generate(convs[:1], GenerationConfig(max_new_tokens=4))  # warm-up
-    gens, stats = timed_generate(vl, convs, cfg)
-    V._ENGINES.clear()
-    gc.collect()
-    return {"engine_start_s": start, "vllm": stats, "vllm_vs_hf_batched_diffs": A.compare_texts(hf_batched_texts, gens)}
+    vl.generate(sets["evaluate"][:1], GenerationConfig(max_new_tokens=4))  # warm-up
+    for name, convs in sets.items():
+        gens, stats = timed_generate(vl, convs, cfg)
+        out[name].update(vllm=stats, vllm_vs_hf_batched=round(stats["tokens_per_s"] / out[name]["hf_batched"]["tokens_per_s"], 2),
+                         vllm_vs_hf_diffs=A.compare_texts(hf_texts[name], gens))
+        print(name, "vllm", json.dumps(stats), f"diffs={len(out[name]['vllm_vs_hf_diffs'])}", flush=True)
 
 
-def scoring(args, ws, rows, dtype: str, with_vllm: bool) -> dict:
+def hf_scoring(args, ws, rows, dtype: str) -> tuple[dict, list, list]:
     hf = get_backend("hf", ModelSpec("demo", dtype=dtype), ws)
     enc = A.encode_rows(rows, hf.tokenizer, args.score_max_len)
     tokens = sum(len(e.input_ids) for e in enc)
     t0 = time.perf_counter()
-    hs = list(hf.score(enc))
-    out = {"dtype": dtype, "rows": len(enc), "input_tokens": tokens,
-           "engine_tokens_per_s": round(tokens / (time.perf_counter() - t0), 1)}
-    if with_vllm:
-        from dgr_core.backends import vllm as V
+    scores = list(hf.score(enc))
+    return ({"dtype": dtype, "rows": len(enc), "input_tokens": tokens,
+             "engine_tokens_per_s": round(tokens / (time.perf_counter() - t0), 1)}, enc, scores)
 
-        vl = get_backend("vllm", ModelSpec("demo", dtype=dtype), ws)
-        list(vl.score(enc[:1]))  # warm-up
-        t0 = time.perf_counter()
-        vs = list(vl.score(enc))
-        out["vllm_tokens_per_s"] = round(tokens / (time.perf_counter() - t0), 1)
-        out["agreement"] = A.compare_scores(hs, vs)
-        V._ENGINES.clear()
-        gc.collect()
-    return out
+
+def vllm_scoring(vl, enc, hf_scores, out: dict, fp32_scores=None) -> None:
+    tokens = sum(len(e.input_ids) for e in enc)
+    list(vl.score(enc[:1]))  # warm-up
+    t0 = time.perf_counter()
+    vs = list(vl.score(enc))
+    out["vllm_tokens_per_s"] = round(tokens / (time.perf_counter() - t0), 1)
+    out["agreement_vs_engine_same_dtype"] = A.compare_scores(hf_scores, vs)
+    if fp32_scores is not None:
+        out["agreement_vs_engine_fp32"] = A.compare_scores(fp32_scores, vs)
+        out["engine_bf16_vs_engine_fp32"] = A.compare_scores(fp32_scores, hf_scores)
+    print("scoring", json.dumps(out), flush=True)
+
+
+def start_vllm(ws, dtype: str, report: dict):
+    from dgr_core.backends import vllm as V
+
+    V._ENGINES.clear()  # the previous engine shuts down when collected
+    gc.collect()
+    t0 = time.perf_counter()
+    vl = get_backend("vllm", ModelSpec("demo", dtype=dtype), ws)
+    report.setdefault("vllm_engine_start_s", {})[dtype] = round(time.perf_counter() - t0, 1)
+    return vl
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     ws = Workspace(REPO / "cache")
     with_vllm = vllm_available() and not args.no_vllm
-    rows = A.star1_rows(STAR1, max(args.prompts, args.score_rows))
+    rows = A.star1_rows(STAR1, max(args.refine_prompts, args.score_rows))
     report: dict = {"machine": machine_line(), "args": {k: str(v) for k, v in vars(args).items()}}
     print(report["machine"], flush=True)
-    gen, convs, n_diff = generation_rows(args, ws, rows)
-    report["generation"] = gen
-    print(json.dumps({k: v for k, v in gen.items() if not k.endswith("diffs")}), f"diffs={n_diff}", flush=True)
+    sets = prompt_sets(args, rows)
+    report["generation"], hf_texts, n_diff = hf_generation(args, ws, sets)
+    dtypes = ([] if not args.score_rows else ["float32"]) + ([] if args.no_score_bf16 or not args.score_rows
+                                                             else ["bfloat16"])
+    scoring = {d: hf_scoring(args, ws, rows[: args.score_rows], d) for d in dtypes}
+    report["scoring"] = {d: v[0] for d, v in scoring.items()}
     if with_vllm:
-        hf = get_backend("hf", ModelSpec("demo", dtype=args.dtype), ws)
-        hf_texts = hf.generate(convs, GenerationConfig(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size))
-        report["vllm_generation"] = vllm_generation(args, ws, convs, hf_texts)
-        print(json.dumps(report["vllm_generation"])[:2000], flush=True)
-    if args.score_rows:
-        dtypes = ["float32"] + ([] if args.no_score_bf16 else ["bfloat16"])
-        report["scoring"] = [scoring(args, ws, rows[: args.score_rows], d, with_vllm) for d in dtypes]
-        print(json.dumps(report["scoring"]), flush=True)
+        vl = start_vllm(ws, args.dtype, report)
+        vllm_generation(args, vl, sets, hf_texts, report["generation"])
+        for d in dtypes:
+            vl = vl if d == args.dtype else start_vllm(ws, d, report)
+            fp32 = scoring["float32"][2] if d != "float32" else None
+            vllm_scoring(vl, scoring[d][1], scoring[d][2], report["scoring"][d], fp32)
     if args.json:
         args.json.write_text(A.to_json(report), encoding="utf-8")
     if n_diff and not args.allow_diff:

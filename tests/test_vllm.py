@@ -55,8 +55,8 @@ def test_prompt_logprobs_and_segment_nlls_agree_with_hf(vllm_fp32, hf_fp32, star
 
 
 def test_greedy_text_agrees_with_hf_on_refine_and_evaluate_prompts(vllm_fp32, hf_fp32, star1):
-    convs = A.refine_conversations(star1[:4]) + A.evaluate_conversations(4)
-    cfg = GenerationConfig(max_new_tokens=48, batch_size=8)
+    convs = A.refine_conversations(star1[:2]) + A.evaluate_conversations(4)
+    cfg = GenerationConfig(max_new_tokens=32, batch_size=8)
     hf, vl = hf_fp32.generate(convs, cfg), vllm_fp32.generate(convs, cfg)
     assert A.compare_texts(hf, vl) == []
     assert [g.n_tokens for g in hf] == [g.n_tokens for g in vl]

@@ -45,9 +45,12 @@ def segment_nll(s: TokenScores, segment: int) -> float:
 
 def compare_scores(a: Sequence[TokenScores], b: Sequence[TokenScores]) -> dict[str, float]:
     """Largest and mean |Δ log-prob| per token, largest |Δ| of the reasoning / answer NLL per sample, and the share
-    of tokens whose rank-1 flag differs (same token ids required)."""
+    of tokens whose rank-1 flag differs (samples matched by key; same token ids required)."""
     diffs, seg_diffs, rank_flips = [], {REASONING: [], ANSWER: []}, 0
-    for x, y in zip(a, b, strict=True):
+    by_key = {y.key: y for y in b}  # the engine yields in batch order, not input order
+    if len(by_key) != len(a) or {x.key for x in a} != set(by_key):
+        raise ValueError("the two score lists hold different samples")
+    for x, y in ((x, by_key[x.key]) for x in a):
         if not np.array_equal(x.token_ids, y.token_ids):
             raise ValueError(f"sample {x.key}: the two backends scored different tokens")
         diffs.append(np.abs(x.logprobs.astype(np.float64) - y.logprobs))
