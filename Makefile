@@ -67,7 +67,8 @@ $(VBIN)/.installed: pyproject.toml
 
 vllm-env: $(VBIN)/.installed
 
-# Runs the tests marked `vllm` (the engine starts once per session); the demo model is prepared by the vllm env.
+# Runs the tests marked `vllm` (they live in tests/test_vllm*.py; one engine per session, plus one per page-launched
+# job); the demo model is prepared by the vllm env (a no-op after `make prepare`).
 test-vllm: vllm-env
 	$(VBIN)/dgr prepare
-	HF_HUB_OFFLINE=1 $(VBIN)/python -m pytest -q -m vllm -p no:cacheprovider
+	HF_HUB_OFFLINE=1 OMP_WAIT_POLICY=PASSIVE $(VBIN)/python -m pytest -q -m vllm -p no:cacheprovider tests/test_vllm*.py
