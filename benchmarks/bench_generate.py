@@ -5,8 +5,9 @@ and for scoring, vLLM `prompt_logprobs` vs the DGR Lens engine (speed and agreem
     .venv-vllm/bin/python benchmarks/bench_generate.py             # + vLLM generation and scoring (make vllm-env)
     .venv-vllm/bin/python benchmarks/bench_generate.py --prompts 8 --score-rows 8 --no-score-bf16   # a quick look
 
-Prompts: the refine job's joint-mode prompt on the first STAR-1 rows and the evaluate job's reasoning prompt on
-arithmetic items, half each, greedy, `--max-new-tokens` each. tokens/s counts generated tokens (stop tokens
+Prompt sets (`--sets`, see `prompt_sets`): the evaluate job's reasoning prompt on arithmetic items, the refine
+job's joint-mode prompt on the first STAR-1 rows, and the STAR-1 prompts alone (refine's self mode); greedy,
+`--max-new-tokens` each. tokens/s counts generated tokens (stop tokens
 excluded) over wall time. HF batched must give the same text as HF one prompt at a time: the script checks and
 reports every difference (exit code 1 if any, unless --allow-diff). vLLM's greedy text is compared with HF's too.
 
@@ -48,6 +49,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--prompts", type=int, default=16, help="evaluate prompts (arithmetic, reasoning suffix)")
     p.add_argument("--refine-prompts", type=int, default=8, help="refine prompts (STAR-1 rows, joint template)")
     p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--sets", default="evaluate,refine,self", help="prompt sets, comma-separated (see prompt_sets)")
     p.add_argument("--batch-size", type=int, default=16, help="HF batched: prompts per generate()")
     p.add_argument("--dtype", default="float32", help="generation dtype (both backends)")
     p.add_argument("--score-rows", type=int, default=40, help="STAR-1 rows for the scoring comparison (0 = skip)")
@@ -77,15 +79,19 @@ def timed_generate(backend, convs, cfg: GenerationConfig, one_at_a_time: bool = 
 
 
 def prompt_sets(args, rows) -> dict[str, list]:
-    """Evaluate prompts (short: decoding dominates) and refine prompts (a whole STAR-1 trace: prefill dominates)."""
-    return {"evaluate": A.evaluate_conversations(args.prompts),
-            "refine": A.refine_conversations(rows[: args.refine_prompts])}
+    """evaluate: arithmetic prompts (short prompts, short answers); refine: the joint-mode prompt holding a whole
+    STAR-1 trace (prefill dominates); self: the STAR-1 prompts alone, as the refine job's self mode sends them
+    (short prompts, long answers: decoding dominates)."""
+    sets = {"evaluate": A.evaluate_conversations(args.prompts),
+            "refine": A.refine_conversations(rows[: args.refine_prompts]),
+            "self": [[{"role": "user", "content": str(r["prompt"])}] for r in rows[: args.prompts]]}
+    return {name: sets[name] for name in args.sets.split(",")}
 
 
 def hf_generation(args, ws, sets: dict[str, list]) -> tuple[dict, dict, int]:
     cfg = GenerationConfig(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
     hf = get_backend("hf", ModelSpec("demo", dtype=args.dtype), ws)
-    hf.generate(sets["evaluate"][:1], GenerationConfig(max_new_tokens=4))  # warm-up
+    hf.generate(next(iter(sets.values()))[:1], GenerationConfig(max_new_tokens=4))  # warm-up
     out, texts, n_diff = {}, {}, 0
     for name, convs in sets.items():
         single, s_stats = timed_generate(hf, convs, cfg, one_at_a_time=True)
@@ -103,7 +109,7 @@ def hf_generation(args, ws, sets: dict[str, list]) -> tuple[dict, dict, int]:
 
 def vllm_generation(args, vl, sets: dict[str, list], hf_texts: dict, out: dict) -> None:
     cfg = GenerationConfig(max_new_tokens=args.max_new_tokens)
-    vl.generate(sets["evaluate"][:1], GenerationConfig(max_new_tokens=4))  # warm-up
+    vl.generate(next(iter(sets.values()))[:1], GenerationConfig(max_new_tokens=4))  # warm-up
     for name, convs in sets.items():
         gens, stats = timed_generate(vl, convs, cfg)
         out[name].update(vllm=stats, vllm_vs_hf_batched=round(stats["tokens_per_s"] / out[name]["hf_batched"]["tokens_per_s"], 2),
@@ -149,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     ws = Workspace(REPO / "cache")
     with_vllm = vllm_available() and not args.no_vllm
-    rows = A.star1_rows(STAR1, max(args.refine_prompts, args.score_rows))
+    rows = A.star1_rows(STAR1, max(args.prompts, args.refine_prompts, args.score_rows))
     report: dict = {"machine": machine_line(), "args": {k: str(v) for k, v in vars(args).items()}}
     print(report["machine"], flush=True)
     sets = prompt_sets(args, rows)
