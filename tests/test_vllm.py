@@ -22,8 +22,9 @@ from dgr_core.workspace import REPO_ROOT, Workspace  # noqa: E402
 
 FP32 = ModelSpec("demo", dtype="float32")
 N_ROWS, MAX_LEN = 40, 384
-# Measured on 40 STAR-1 rows (benchmarks/results_generate.md): fp32 per-token |Δ log-prob| <= ~1e-4.
-TOKEN_TOL, NLL_TOL = 2e-3, 2e-4
+# Measured on these 40 STAR-1 rows (benchmarks/results_generate.md): fp32 per-token |Δ log-prob| <= 5.7e-5, segment
+# NLL <= 3.6e-6. The bounds leave ~10x room for thread-count and kernel differences between machines.
+TOKEN_TOL, NLL_TOL = 5e-4, 5e-5
 
 
 @pytest.fixture(scope="session")
