@@ -110,16 +110,22 @@ def _run_in_process(ws: Workspace, kind: str, config: dict) -> dict:
     return read_json(run_dir / "result.json")
 
 
-def test_score_refine_and_evaluate_jobs_run_on_vllm(vllm_fp32, demo_ws):
-    from dgr_core.data.demo import DEMO_EXTERNAL as FULL
+def _small_external(ws: Workspace) -> str:
+    """The first 4 rows of the demo's external set (the refine job scores its whole input: keep it short)."""
+    from dgr_core.data.demo import DEMO_EXTERNAL
     from dgr_core.data.store import DatasetStore
+
+    store = DatasetStore(ws)
+    store.save("ext-4", store.load(DEMO_EXTERNAL).head(4), origin="test")
+    return "ext-4"
+
+
+def test_score_refine_and_evaluate_jobs_run_on_vllm(vllm_fp32, demo_ws):
     from dgr_core.evaluate.runner import EvalConfig
     from dgr_core.refine.job import RefineConfig
     from dgr_core.scoring.api import ScoreConfig
 
-    DEMO_EXTERNAL = "ext-4"  # the first 4 rows of the demo's external set: a few rows keep the test short
-    store = DatasetStore(demo_ws)
-    store.save(DEMO_EXTERNAL, store.load(FULL).head(4), origin="test")
+    DEMO_EXTERNAL = _small_external(demo_ws)
 
     hf_key = _run_in_process(demo_ws, "score", {"dataset": DEMO_EXTERNAL,
                                                 "score": ScoreConfig(model=FP32, backend="fake").to_dict()})["op_key"]
@@ -145,11 +151,14 @@ def test_pages_launch_vllm_jobs(page, demo_ws):
 
     from dgr_core.jobs import manager
 
+    small = _small_external(demo_ws)
     at = AppTest.from_file(str(Path(REPO_ROOT) / "pages" / f"{page}.py"), default_timeout=120)
     at.session_state["backend"] = "vllm"
     at.session_state["target_model"] = FP32
     at.run()
     assert not at.exception and not at.error
+    if page == "refine":
+        at.selectbox(key="refine_dataset").select(small).run()
     key = {"refine": "refine_limit", "evaluate": "eval_limit"}[page]
     at.number_input(key=key).set_value(2)
     at.button(key=f"{'eval' if page == 'evaluate' else 'refine'}_launch").click().run()
@@ -157,5 +166,12 @@ def test_pages_launch_vllm_jobs(page, demo_ws):
     (run,) = manager.list_runs(demo_ws, page)
     assert run.spec["config"]["backend"] == "vllm"
     assert manager.wait(run.run_dir, timeout=900)["state"] == "done", manager.log_tail(run.run_dir)
+    from dgr_core.workspace import read_json
+
+    result = read_json(run.run_dir / "result.json")
+    if page == "evaluate":
+        assert result["backend"] == "vllm" and result["model_identity"]["backend"] == "vllm"
+    else:
+        assert result["n"] == 2 and result["output_dataset"]
     at.run()
     assert not at.exception
