@@ -149,7 +149,7 @@ def audit_form(ws: Workspace, dataset: str) -> None:
 
 
 def model_settings(cfg: AuditConfig) -> AuditConfig:
-    spec, backend = current_model(), current_backend()
+    spec, backend = current_model(), current_backend(generation=True)
     c1, c2, c3 = st.columns(3)
     cfg.judge = c1.text_input("Judge model (folder or Hugging Face id)", value=spec.ref, key="ds_audit_judge").strip()
     cfg.max_new_tokens = int(c2.number_input("Max new tokens", 16, 32768, 512, step=64, key="ds_audit_tokens",

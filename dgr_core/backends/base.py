@@ -27,6 +27,12 @@ class GenerationConfig(Config):
     batch_size: int = 8  # prompts per generate() call (transformers backend)
     n: int = 1  # samples per prompt; generate() returns n per conversation, next to each other
 
+    def to_dict(self) -> dict[str, Any]:
+        d = super().to_dict()
+        if self.n == 1:  # the default is left out, so settings (and cache keys) written before `n` existed match
+            d.pop("n", None)
+        return d
+
 
 @dataclass
 class Generation:
