@@ -89,15 +89,15 @@ def test_prompts_beyond_the_context_are_refused(vllm_fp32, hf_fp32):
         list(vllm_fp32.score(enc))
 
 
-def test_identity_names_the_backend_and_matches_the_shift_handle(vllm_fp32, hf_fp32, model_ws):
-    from dgr_core.shift.analysis import model_handle
+def test_identity_names_the_backend_and_matches_the_description(vllm_fp32, hf_fp32, model_ws):
+    from dgr_core.backends.base import describe_model
 
     ident = vllm_fp32.identity()
     assert (ident["backend"], ident["dtype"], ident["device_kind"]) == ("vllm", "float32", "cpu")
     for k in ("ref", "tokenizer_hash", "weights_hash"):
         assert ident[k] == hf_fp32.identity()[k]
-    handle = model_handle(FP32, "vllm", model_ws)
-    assert {k: ident[k] for k in handle.identity} == handle.identity
+    described = describe_model(FP32, "vllm", model_ws).identity  # what pages key score caches on, no engine
+    assert {k: ident[k] for k in described} == described
 
 
 def _run_in_process(ws: Workspace, kind: str, config: dict) -> dict:
