@@ -46,7 +46,9 @@ def segment_nll(s: TokenScores, segment: int) -> float:
 def compare_scores(a: Sequence[TokenScores], b: Sequence[TokenScores]) -> dict[str, float]:
     """Largest and mean |Δ log-prob| per token, largest |Δ| of the reasoning / answer NLL per sample, and the share
     of tokens whose rank-1 flag differs (samples matched by key; same token ids required)."""
-    diffs, seg_diffs, rank_flips = [], {REASONING: [], ANSWER: []}, 0
+    diffs: list[np.ndarray] = []
+    seg_diffs: dict[int, list[float]] = {REASONING: [], ANSWER: []}
+    rank_flips = 0
     by_key = {y.key: y for y in b}  # the engine yields in batch order, not input order
     if len(by_key) != len(a) or {x.key for x in a} != set(by_key):
         raise ValueError("the two score lists hold different samples")

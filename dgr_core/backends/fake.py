@@ -169,7 +169,7 @@ class FakeBackend:
 
     def generate(self, conversations: list[list[dict[str, str]]], cfg: GenerationConfig,
                  on_done: Callable[[int], None] | None = None) -> list[Generation]:
-        out = []
+        out: list[Generation] = []
         for conv in conversations:
             text = self.script(conv)
             n = len(self.tokenizer(text)["input_ids"])
