@@ -152,7 +152,7 @@ def test_pages_launch_vllm_jobs(page, demo_ws):
     from dgr_core.jobs import manager
 
     small = _small_external(demo_ws)
-    at = AppTest.from_file(str(Path(REPO_ROOT) / "pages" / f"{page}.py"), default_timeout=120)
+    at = AppTest.from_file(str(Path(REPO_ROOT) / "views" / f"{page}.py"), default_timeout=120)
     at.session_state["backend"] = "vllm"
     at.session_state["target_model"] = FP32
     at.run()

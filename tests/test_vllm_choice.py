@@ -54,7 +54,7 @@ def test_generation_pages_launch_on_vllm_where_it_pays(demo_ws, monkeypatch, pag
 
     monkeypatch.setattr(base, "vllm_pays", lambda: True)
     monkeypatch.setattr(manager, "start", lambda run_dir: 0)  # no worker: only the spec the page writes matters
-    at = AppTest.from_file(str(REPO / "pages" / f"{page}.py"), default_timeout=60).run()
+    at = AppTest.from_file(str(REPO / "views" / f"{page}.py"), default_timeout=60).run()
     assert not at.exception
     at.button(key=key).click().run()
     assert not at.exception
