@@ -14,7 +14,7 @@ from dgr_core.backends.base import describe_model, get_backend
 from dgr_core.data.store import DatasetStore
 from dgr_core.jobs import manager, worker
 from dgr_core.jobs.results import read_result
-from dgr_core.models.loading import ModelSpec
+from dgr_core.models.loading import ModelSpec, pick_device_dtype
 from dgr_core.scoring.api import ScoreConfig, op_meta
 from dgr_core.scoring.cache import op_key
 from dgr_core.scoring.job import ScoreJobConfig
@@ -76,5 +76,6 @@ def test_vllm_describes_a_model_without_vllm(ws, tiny_model_dir):
     a local folder or a run is found too; describing needs no vLLM engine (nor vLLM installed)."""
     spec = ModelSpec(str(tiny_model_dir))
     vllm, hf = describe_model(spec, "vllm", ws).identity, describe_model(spec, "hf", ws).identity
-    assert vllm["backend"] == "vllm" and vllm["device_kind"] == "cuda"
+    device, _ = pick_device_dtype(spec.device, spec.dtype)
+    assert vllm["backend"] == "vllm" and vllm["device_kind"] == device.split(":")[0]  # the real device, cpu here
     assert vllm["weights_hash"] == hf["weights_hash"] and vllm["ref"] == hf["ref"]
