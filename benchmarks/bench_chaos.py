@@ -68,11 +68,11 @@ def configs(model: str) -> dict[str, dict[str, Any]]:
                   "train": {"epochs": 3, "batch_size": 2, "lora_r": 4, "max_length": 160}},
         "evaluate": {"model": spec, "backend": "hf", "benchmarks": ["arithmetic"], "limit": 8,
                      "arithmetic_levels": [1], "generation": {**gen, "max_new_tokens": 16, "batch_size": 2}},
-        # DGR in miniature at its smallest: refine 4, score both sets, train 2 samples x 1 epoch on each, evaluate
-        # the base and both trained models; its steps run inside the one demo process.
-        "demo": {"model": spec, "backend": "hf", "n_refine": 4, "n_train": 2, "epochs": 1,
+        # DGR in miniature at its smallest: refine 4, score both sets, train 2 samples x 1 epoch on each set (one
+        # budget, one seed), evaluate the base and both trained models; its steps run as child runs of the demo.
+        "demo": {"model": spec, "backend": "hf", "n_refine": 4, "budgets": [2], "seeds": [0], "epochs": 1,
                  "refine_max_new_tokens": 24, "eval_max_new_tokens": 16, "batch_size": 2,
-                 "eval_limits": {"arithmetic": 4, "strongreject": 2}},
+                 "eval_limits": {"arithmetic": 4, "advbench50": 2, "xstest": 2}},
     }
 
 
@@ -108,7 +108,8 @@ def outcome(kind: str, ws: Workspace, run_dir: Path) -> dict[str, Any]:
     """What the run produced, without times: compared between the reference and the chaos run."""
     short_id = run_dir.name.rsplit("-", 1)[-1]  # names made from the run (the demo's datasets) carry it
     raw = json.loads((run_dir / "result.json").read_text())
-    result = _clean(json.loads(json.dumps(raw).replace(short_id, "<id>")))
+    # Run folder names first (a child run's name holds the demo's short id), then the id in dataset names.
+    result = json.loads(json.dumps(_clean(raw)).replace(short_id, "<id>"))
     for key in ("run", "run_id", "run_dir", "output_dir", "workspace", *HISTORY):
         result.pop(key, None)
     out: dict[str, Any] = {"result": result}
