@@ -110,6 +110,16 @@ def resolve_dataset(name_or_path: str, ws: Workspace) -> str:
     raise DGRError(f"No dataset {name_or_path!r} in the workspace and no such file. `dgr datasets list` shows them.")
 
 
+def read_template_file(path: str | None) -> str:
+    """The text of a `--template-file` (UTF-8), or "" when none was given (the job's default template)."""
+    if not path:
+        return ""
+    file = Path(path)
+    if not file.is_file():
+        raise DGRError(f"--template-file {file}: no such file.")
+    return file.read_text(encoding="utf-8")
+
+
 def cmd_score(args: argparse.Namespace) -> int:
     from dgr_core.config import from_args
     from dgr_core.jobs import manager

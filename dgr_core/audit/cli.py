@@ -9,9 +9,7 @@ Ctrl-C cancels, `dgr jobs resume RUN` continues from the cached chunks).
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from dgr_core.errors import DGRError
 from dgr_core.workspace import Workspace
 
 
@@ -38,13 +36,9 @@ def register(subparsers) -> None:
 
 def build_config(args: argparse.Namespace, dataset: str):
     from dgr_core.audit.config import AuditConfig
+    from dgr_core.cli import read_template_file
 
-    template = ""
-    if args.template_file:
-        path = Path(args.template_file)
-        if not path.is_file():
-            raise DGRError(f"--template-file {path}: no such file.")
-        template = path.read_text(encoding="utf-8")
+    template = read_template_file(args.template_file)
     return AuditConfig(dataset=dataset, judge=args.judge, backend=args.backend, revision=args.revision,
                        device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code,
                        template=template, max_new_tokens=args.max_new_tokens, max_retries=args.max_retries,

@@ -8,9 +8,7 @@ continues without regenerating finished samples).
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from dgr_core.errors import DGRError
 from dgr_core.workspace import Workspace
 
 
@@ -48,17 +46,13 @@ def register(subparsers) -> None:
 
 def build_config(args: argparse.Namespace, dataset: str):
     from dgr_core.backends.base import GenerationConfig
+    from dgr_core.cli import read_template_file
     from dgr_core.models.loading import ModelSpec
     from dgr_core.refine.engine import default_expect_think
     from dgr_core.refine.filters import FilterConfig
     from dgr_core.refine.job import RefineConfig
 
-    template = ""
-    if args.template_file:
-        path = Path(args.template_file)
-        if not path.is_file():
-            raise DGRError(f"--template-file {path}: no such file.")
-        template = path.read_text(encoding="utf-8")
+    template = read_template_file(args.template_file)
     expect_think = default_expect_think(args.model) if args.expect_think is None else args.expect_think
     return RefineConfig(
         dataset=dataset, backend=args.backend, mode=args.mode, template=template, limit=args.limit,
