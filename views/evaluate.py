@@ -36,10 +36,10 @@ from dgr_core.jobs import manager
 from dgr_core.models.loading import ModelSpec
 from dgr_ui.common import current_backend, current_model, show_error, workspace
 from dgr_ui.jobs import job_panel, launch, tracked
+from dgr_ui.outputs import outputs_browser
 from dgr_ui.state import EVAL_MODEL_REF
 
 KEY = "evaluate"
-ALL = "(all)"
 OUTPUT_VIEW = ["benchmark", "id", "sample", "verdict", "prompt", "response", "extracted", "reference",
                "finish_reason", "n_tokens", "reasoning_tokens", "judge", "matched"]
 
@@ -217,28 +217,6 @@ def show_metrics(info: manager.RunInfo) -> None:
                "dropped. 'setting' is what this result can be compared with like for like.")
 
 
-def outputs_browser(info: manager.RunInfo, key: str) -> None:
-    df = runs.load_outputs(info)
-    if df.empty:
-        st.info("This run has no outputs yet.")
-        return
-    col1, col2, col3 = st.columns(3)
-    bench = col1.selectbox("Benchmark", [ALL, *df["benchmark"].dropna().unique()], key=f"{key}_bench")
-    verdict = col2.selectbox("Outcome", [ALL, *sorted(df["verdict"].dropna().unique())], key=f"{key}_verdict")
-    text = col3.text_input("Contains", key=f"{key}_text")
-    shown = runs.filter_outputs(df, benchmark=None if bench == ALL else bench,
-                                verdict=None if verdict == ALL else verdict, text=text or None)
-    st.caption(f"{len(shown)} of {len(df)} samples")
-    st.dataframe(shown[OUTPUT_VIEW], hide_index=True, width="stretch")
-    if len(shown):
-        sample = st.selectbox("Read one sample", shown["id"].tolist(), key=f"{key}_sample")
-        row = shown[shown["id"] == sample].iloc[0]
-        st.markdown(f"**Prompt** · {row['benchmark']} · {row['verdict']}")
-        st.text(row["prompt"])
-        st.markdown("**Response**")
-        st.text(row["response"])
-
-
 def before_after(info: manager.RunInfo, finished: list[manager.RunInfo]) -> None:
     others = [r for r in finished if r.id != info.id]
     if not others:
@@ -325,7 +303,7 @@ else:
     with tab_metrics:
         show_metrics(chosen_run)
     with tab_outputs:
-        outputs_browser(chosen_run, "eval_out")
+        outputs_browser(chosen_run, "eval_out", OUTPUT_VIEW, read_one=True)
     with tab_compare:
         before_after(chosen_run, finished_runs)
 

@@ -12,6 +12,7 @@ from dgr_core import runs
 from dgr_core.errors import DGRError
 from dgr_core.jobs import manager
 from dgr_ui.common import show_error, workspace
+from dgr_ui.outputs import outputs_browser
 from dgr_ui.readable import metrics_view, readable, settings_table
 
 ALL = "(all)"
@@ -31,21 +32,6 @@ def runs_overview() -> list[manager.RunInfo]:
     table = everything if kind == ALL else runs.run_table(ws, kind)
     st.dataframe(table, hide_index=True, width="stretch")
     return manager.list_runs(ws, None if kind == ALL else kind)
-
-
-def outputs_browser(info: manager.RunInfo, key: str) -> None:
-    df = runs.load_outputs(info)
-    if df.empty:
-        st.info("This run has no outputs yet.")
-        return
-    col1, col2, col3 = st.columns(3)
-    bench = col1.selectbox("Benchmark", [ALL, *df["benchmark"].dropna().unique()], key=f"{key}_bench")
-    verdict = col2.selectbox("Outcome", [ALL, *sorted(df["verdict"].dropna().unique())], key=f"{key}_verdict")
-    text = col3.text_input("Contains", key=f"{key}_text")
-    shown = runs.filter_outputs(df, benchmark=None if bench == ALL else bench,
-                                verdict=None if verdict == ALL else verdict, text=text or None)
-    st.caption(f"{len(shown)} of {len(df)} samples")
-    st.dataframe(shown[OUTPUT_VIEW], hide_index=True, width="stretch")
 
 
 def details(info: manager.RunInfo) -> None:
@@ -77,7 +63,7 @@ def details(info: manager.RunInfo) -> None:
         st.code(manager.log_tail(info.run_dir, 80) or "(empty log)", language="text")
     if has_outputs:
         with tabs["Outputs"]:
-            outputs_browser(info, f"runs_out_{info.id}")
+            outputs_browser(info, f"runs_out_{info.id}", OUTPUT_VIEW)
     if not loss.empty:
         with tabs["Loss"]:
             st.plotly_chart(px.line(loss, x="step", y="loss", hover_data=["epoch"]), width="stretch")
