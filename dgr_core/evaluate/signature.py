@@ -4,7 +4,7 @@
                          judge="math-verify-0.9.0+rules-v1")
     sig["key"]                                  # 12 hex chars: equal keys = identical settings
     differences(sig_a, sig_b)                   # ["items: 10 (3f2a…) vs 100 (9bc1…)", "decoding: greedy vs …"]
-    signature_of(result, "math500")             # read back from an evaluate result.json
+    signature_of(info.result_as(EvalResult), "math500")    # read back from an evaluate run's typed result
 
 Two results of one benchmark are compared (Safety-tax table, budget curve, scatter, run comparisons) only when
 their signatures are equal. The signature holds:
@@ -22,7 +22,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dgr_core.jobs.results import EvalResult
 
 REASONING_PROTOCOL = {"temperature": 0.6, "top_p": 0.95}  # DeepSeek-R1 / STAR-1 / R1-ACT evaluation decoding
 LEGACY = "legacy"  # the item hash of a result written before signatures existed
@@ -91,20 +94,20 @@ def _decoding_words(d: dict[str, Any]) -> str:
     return f"{label}{extra} k={d.get('samples', 1)}"
 
 
-def signature_of(result: dict[str, Any], benchmark: str) -> dict[str, Any]:
-    """The signature of one benchmark of an evaluate result. A result written before signatures existed gets one
-    rebuilt from what it recorded, with its item set marked "legacy:<n>" (never equal to a current one, so an old
-    evaluation is never silently joined with a new one)."""
-    metric = ((result or {}).get("metrics") or {}).get(benchmark) or {}
-    if isinstance(metric.get("signature"), dict):
-        return metric["signature"]
-    judges = (result or {}).get("judges") or {}
-    kind = str(metric.get("kind", ""))
-    sig = eval_signature(benchmark=benchmark, kind=kind, item_ids=[], generation=(result or {}).get("generation") or {},
-                         samples=1, judge=str(judges.get(kind, (result or {}).get("judge", ""))),
-                         system_prompt=(result or {}).get("system_prompt"),
-                         reasoning_suffix=str((result or {}).get("reasoning_suffix") or ""))
-    sig["n_items"] = metric.get("n_total", metric.get("n"))
+def signature_of(result: EvalResult | None, benchmark: str) -> dict[str, Any]:
+    """The signature of one benchmark of an evaluate result (`dgr_core.jobs.results.EvalResult`). A result written
+    before signatures existed gets one rebuilt from what it recorded, with its item set marked "legacy:<n>" (never
+    equal to a current one, so an old evaluation is never silently joined with a new one)."""
+    from dgr_core.jobs.results import BenchmarkMetrics, EvalResult
+
+    res = result if result is not None else EvalResult()
+    metric = res.metrics.get(benchmark) or BenchmarkMetrics()
+    if metric.signature is not None:
+        return metric.signature
+    sig = eval_signature(benchmark=benchmark, kind=metric.kind, item_ids=[], generation=res.generation.to_dict(),
+                         samples=1, judge=str(res.judges.get(metric.kind, res.judge)),
+                         system_prompt=res.system_prompt, reasoning_suffix=res.reasoning_suffix or "")
+    sig["n_items"] = metric.n_total or metric.n
     sig["items"] = f"{LEGACY}:{sig['n_items']}"
     sig.pop("key")
     return {**sig, "key": _hash(sig)}

@@ -23,8 +23,9 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
+from dgr_core.config import Config
 from dgr_core.errors import DGRError
 from dgr_core.jobs import proc
 from dgr_core.jobs.context import CANCEL_FILE, LOG_FILE, PROGRESS_FILE, RESULT_FILE, STATUS_FILE
@@ -32,6 +33,8 @@ from dgr_core.jobs.kinds import get_kind
 from dgr_core.jobs.proc import identity
 from dgr_core.jobs.spec import SPEC_FILE, JobSpec, write_spec
 from dgr_core.workspace import Workspace, atomic_write_json, read_json
+
+R = TypeVar("R", bound=Config)
 
 FINAL = ("done", "failed", "cancelled")
 ACTIVE = ("queued", "waiting", "running")
@@ -59,15 +62,23 @@ class RunInfo:
     def state(self) -> str:
         return self.status.get("state", "unknown")
 
-    def result(self) -> dict[str, Any] | None:
-        path = self.run_dir / RESULT_FILE
-        return read_json(path) if path.is_file() else None
-
-    def typed_result(self) -> Any:
-        """result.json read through the kind's Result type (dgr_core.jobs.results); None if unfinished."""
+    def result(self) -> Any:
+        """result.json read through the kind's Result type (dgr_core.jobs.results), None if unfinished;
+        ResultError (naming the run) when it does not parse."""
         from dgr_core.jobs.results import read_result
 
         return read_result(self.run_dir)
+
+    def result_as(self, expect: type[R]) -> R | None:
+        """`result()` typed as `expect` (e.g. EvalResult); ResultError when the run is of another kind."""
+        from dgr_core.jobs.results import read_result
+
+        return cast("R | None", read_result(self.run_dir, expect))
+
+    def stored_result(self) -> dict[str, Any] | None:
+        """result.json exactly as stored (for display only: readers use `result()`)."""
+        path = self.run_dir / RESULT_FILE
+        return read_json(path) if path.is_file() else None
 
 
 def create_run(ws: Workspace, kind: str, config: dict[str, Any], name: str = "") -> Path:
