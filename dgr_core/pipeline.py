@@ -25,8 +25,9 @@ lock, which the demo job already holds). Progress: every child event is forwarde
 is set. Resume: `steps.json` in the demo run folder maps each step to its child run; a finished child is reused,
 an unfinished one is run again in its own folder (so its own resume logic keeps what it had finished).
 
-result.json: datasets, refine summary, shift (mean NLLs), train summaries, evaluations and a flat `table`
-(`demo_table` turns it into a DataFrame for the Safety-tax page and the report).
+result.json (`DemoResult`, dgr_core.jobs.results): datasets, refine summary, shift (mean NLLs), train summaries,
+evaluations and a flat `table` of `DemoRow`s (`demo_table` turns it into a DataFrame for the panel and the
+benchmark). Each child's result is read back through its kind's Result type (`child_result`), never as a dict.
 """
 
 from __future__ import annotations
@@ -36,24 +37,37 @@ import logging
 import math
 import re
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import pandas as pd
 
 from dgr_core.config import Config
 from dgr_core.data.demo import DEMO_REFINE_TEMPLATE
 from dgr_core.errors import DGRError, JobCancelled, SpecError
-from dgr_core.jobs.context import RESULT_FILE, JobContext
+from dgr_core.jobs.context import JobContext
 from dgr_core.jobs.kinds import JobKind, register_kind
-from dgr_core.jobs.results import DemoResult
+from dgr_core.jobs.results import (
+    DemoEvaluation,
+    DemoRefine,
+    DemoResult,
+    DemoRow,
+    DemoStep,
+    DemoTrain,
+    EvalResult,
+    RefineResult,
+    ScoreResult,
+    TrainResult,
+    read_result,
+)
 from dgr_core.jobs.spec import load_spec
 from dgr_core.models.loading import ModelSpec
 from dgr_core.workspace import Workspace, atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
+R = TypeVar("R", bound=Config)
 
 KIND = "demo"
 STEPS_FILE = "steps.json"
@@ -236,7 +250,8 @@ def train_config(cfg: DemoConfig, dataset: str, n: int, seed: int) -> dict[str, 
                                             learning_rate=float(cfg.learning_rate))).to_dict()
 
 
-def child_config(step: Step, cfg: DemoConfig, names: dict[str, str], results: dict[str, dict]) -> dict[str, Any]:
+def child_config(step: Step, cfg: DemoConfig, names: dict[str, str], results: Mapping[str, Config]
+                 ) -> dict[str, Any]:
     """The config of one child run; SFT models come from the results of their train steps."""
     if step.kind == "refine":
         return refine_config(cfg, names)
@@ -249,8 +264,8 @@ def child_config(step: Step, cfg: DemoConfig, names: dict[str, str], results: di
         raise DGRError(f"demo: step {step.key!r} names no training run.")
     if step.kind == "train":
         return train_config(cfg, names[which], n, seed)
-    trained = results[f"train-{arm_key(which, n, seed)}"]
-    model = ModelSpec(str(trained["model_ref"]), device=cfg.model.device, dtype=cfg.model.dtype)
+    trained = step_result(results, f"train-{arm_key(which, n, seed)}", TrainResult)
+    model = ModelSpec(trained.model_ref, device=cfg.model.device, dtype=cfg.model.dtype)
     return eval_config(cfg, model)
 
 
@@ -323,12 +338,29 @@ def step_event(event: dict[str, Any], step_no: int, n_steps: int, label: str, ch
     return {**out, "step": step_no, "steps": n_steps, "step_label": label, "child": child, "message": message}
 
 
-def run_inline(ctx: JobContext, parent: str = "") -> dict[str, Any]:
+def run_inline(ctx: JobContext, parent: str = "") -> Config:
     """Run the child job in `ctx.run_dir` in this process through the worker's lifecycle (no device lock: the demo
-    run holds it). Returns the result as written; a cancel or a failure propagates."""
+    run holds it). Returns its result read back through the kind's Result type; a cancel or a failure propagates."""
     from dgr_core.jobs.worker import run_job_inline
 
-    return run_job_inline(ctx, parent)
+    run_job_inline(ctx, parent)
+    return child_result(ctx.run_dir)
+
+
+def child_result(run_dir: Path) -> Config:
+    """The typed result of a finished child run (DGRError when it has none: the step did not finish)."""
+    result = read_result(run_dir)
+    if result is None:
+        raise DGRError(f"demo: child run {Path(run_dir).name} finished without a result.json.")
+    return result
+
+
+def step_result(results: Mapping[str, Config], key: str, expect: type[R]) -> R:
+    """The result of step `key`, checked to be of the kind the demo expects there."""
+    result = results[key]
+    if not isinstance(result, expect):
+        raise DGRError(f"demo: step {key!r} holds a {type(result).__name__}, not a {expect.__name__}.")
+    return result
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -384,7 +416,7 @@ def check(cfg: DemoConfig) -> None:
         raise SpecError(f"demo: unknown backend {cfg.backend!r}; choose one of {available_backends()}.")
 
 
-def run(cfg: DemoConfig, ctx: JobContext) -> dict[str, Any]:
+def run(cfg: DemoConfig, ctx: JobContext) -> DemoResult:
     started = time.perf_counter()
     tag = f"demo-{load_spec(ctx.run_dir).id}"
     names = dataset_names(tag)
@@ -392,7 +424,7 @@ def run(cfg: DemoConfig, ctx: JobContext) -> dict[str, Any]:
     prepare_original(ctx.ws, cfg, names, ctx.run_dir.name)
     steps = plan_steps(cfg)
     rows = _init_steps(ctx.run_dir, steps)
-    results: dict[str, dict[str, Any]] = {}
+    results: dict[str, Config] = {}
     for number, step in enumerate(steps, start=1):
         if ctx.should_stop():
             raise JobCancelled(f"Cancelled before step {number}/{len(steps)} ({step.label}); resume to continue.")
@@ -401,15 +433,15 @@ def run(cfg: DemoConfig, ctx: JobContext) -> dict[str, Any]:
     return summarize(cfg, names, results, rows, seconds=time.perf_counter() - started)
 
 
-def _run_step(ctx: JobContext, cfg: DemoConfig, names: dict[str, str], results: dict[str, dict],
-              rows: list[dict[str, Any]], step: Step, number: int, total: int) -> dict[str, Any]:
+def _run_step(ctx: JobContext, cfg: DemoConfig, names: dict[str, str], results: Mapping[str, Config],
+              rows: list[dict[str, Any]], step: Step, number: int, total: int) -> Config:
     """Reuse the step's finished child run, or create / re-run it here; records run id and wall time."""
     from dgr_core.jobs import manager
 
     row = next(r for r in rows if r["key"] == step.key)
     child = ctx.ws.runs / row["run_id"] if row.get("run_id") else None
     if child is not None and child.is_dir() and manager.status(child).get("state") == "done":
-        result = read_json(child / RESULT_FILE)
+        result = child_result(child)
         _update_step(ctx.run_dir, rows, step.key, reused=True)
         return result
     if child is None or not child.is_dir():
@@ -445,24 +477,22 @@ def release_memory() -> None:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def summarize(cfg: DemoConfig, names: dict[str, str], results: dict[str, dict], rows: list[dict[str, Any]],
-              seconds: float) -> dict[str, Any]:
-    refine = results["refine"]
-    evaluations = {key.removeprefix("eval-"): {"run_id": _run_id(rows, key), "model": res.get("model"),
-                                               "metrics": res.get("metrics", {})}
-                   for key, res in results.items() if key.startswith("eval-")}
-    return {
-        "config": cfg.to_dict(), "datasets": names,
-        "refine": {k: refine.get(k) for k in ("output_dataset", "n", "n_fell_back", "fallback_rate",
-                                               "fallback_reasons", "seconds")},
-        "shift": {which: {k: _finite(v) for k, v in results[f"score-{which}"].get("mean", {}).items()}
-                  for which in ("original", "refined")},
-        "train": {key.removeprefix("train-"): _train_summary(res, _run_id(rows, key))
-                  for key, res in results.items() if key.startswith("train-")},
-        "evaluations": evaluations, "table": metric_rows(evaluations),
-        "steps": [{k: r.get(k) for k in ("key", "kind", "run_id", "seconds", "reused")} for r in rows],
-        "seconds": round(seconds, 2),
-    }
+def summarize(cfg: DemoConfig, names: dict[str, str], results: Mapping[str, Config], rows: list[dict[str, Any]],
+              seconds: float) -> DemoResult:
+    refine = step_result(results, "refine", RefineResult)
+    evaluations = {key.removeprefix("eval-"): _evaluation(step_result(results, key, EvalResult), _run_id(rows, key))
+                   for key in results if key.startswith("eval-")}
+    return DemoResult(
+        config=cfg.to_dict(), datasets=names,
+        refine=DemoRefine(refine.output_dataset, refine.n, refine.n_fell_back, refine.fallback_rate,
+                          refine.fallback_reasons, refine.seconds),
+        shift={which: {k: _finite(v) for k, v in step_result(results, f"score-{which}", ScoreResult).mean.items()}
+               for which in ("original", "refined")},
+        train={key.removeprefix("train-"): _train_summary(step_result(results, key, TrainResult), _run_id(rows, key))
+               for key in results if key.startswith("train-")},
+        evaluations=evaluations, table=metric_rows(evaluations),
+        steps=[DemoStep(r["key"], r["kind"], r.get("run_id"), r.get("seconds"), r.get("reused")) for r in rows],
+        seconds=round(seconds, 2))
 
 
 def _finite(value: Any) -> float | None:
@@ -474,9 +504,14 @@ def _run_id(rows: list[dict[str, Any]], key: str) -> str | None:
     return next((r.get("run_id") for r in rows if r["key"] == key), None)
 
 
-def _train_summary(res: dict[str, Any], run_id: str | None) -> dict[str, Any]:
-    keep = ("model_ref", "dataset", "n_samples", "sample_ids", "steps", "first_loss", "final_loss", "seconds")
-    return {"run_id": run_id, **{k: res.get(k) for k in keep}}
+def _evaluation(res: EvalResult, run_id: str | None) -> DemoEvaluation:
+    return DemoEvaluation(run_id=run_id, model=res.model, metrics=res.metrics)
+
+
+def _train_summary(res: TrainResult, run_id: str | None) -> DemoTrain:
+    return DemoTrain(run_id=run_id, model_ref=res.model_ref, dataset=res.dataset, n_samples=res.n_samples,
+                     sample_ids=res.sample_ids, steps=res.steps, first_loss=res.first_loss,
+                     final_loss=res.final_loss, seconds=res.seconds)
 
 
 def split_label(label: str) -> tuple[str, int | None, int | None]:
@@ -487,29 +522,29 @@ def split_label(label: str) -> tuple[str, int | None, int | None]:
     return label[: -len(arm_key(which, n, seed))] + which, n, seed
 
 
-def metric_rows(evaluations: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+def metric_rows(evaluations: Mapping[str, DemoEvaluation]) -> list[DemoRow]:
     """One row per (model, N, seed, benchmark): the flat table the panel, the benchmark and the report read."""
     rows = []
     for label, ev in evaluations.items():
         model, n, seed = split_label(label)
-        for bench, m in ev.get("metrics", {}).items():
-            ci = m.get("ci") or [None, None]
-            rows.append({"model": model, "n_train": n, "seed": seed, "benchmark": bench, "kind": m.get("kind"),
-                         "metric": m.get("metric"), "value": m.get("value"), "ci_lo": ci[0], "ci_hi": ci[1],
-                         "n": m.get("n"), "run_id": ev.get("run_id")})
+        for bench, m in ev.metrics.items():
+            lo, hi = m.ci if m.ci is not None else (None, None)
+            rows.append(DemoRow(model=model, n_train=n, seed=seed, benchmark=bench, kind=m.kind, metric=m.metric,
+                                value=m.value, ci_lo=lo, ci_hi=hi, n=m.n, run_id=ev.run_id))
     return rows
 
 
-TABLE_COLUMNS = ["model", "n_train", "seed", "benchmark", "kind", "metric", "value", "ci_lo", "ci_hi", "n", "run_id"]
+TABLE_COLUMNS = [f.name for f in fields(DemoRow)]
 
 
-def demo_table(result: dict[str, Any]) -> pd.DataFrame:
+def demo_table(result: DemoResult) -> pd.DataFrame:
     """The demo's metrics as a DataFrame: model (base / sft-original / sft-refined), n_train (the budget N),
     seed, benchmark, kind, metric, value, ci_lo, ci_hi (Wilson 95%), n, run_id."""
-    return pd.DataFrame(result.get("table", []), columns=TABLE_COLUMNS).astype({"n_train": "Int64", "seed": "Int64"})
+    return pd.DataFrame([row.to_dict() for row in result.table], columns=TABLE_COLUMNS).astype(
+        {"n_train": "Int64", "seed": "Int64"})
 
 
-def demo_pivot(result: dict[str, Any]) -> pd.DataFrame:
+def demo_pivot(result: DemoResult) -> pd.DataFrame:
     """benchmark, metric, then one column per model and budget ("base", "sft-original N=5", …): the value in
     percent, averaged over seeds. The compact view of a demo run."""
     table = demo_table(result)

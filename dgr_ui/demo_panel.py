@@ -16,10 +16,12 @@ from pathlib import Path
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
+from dgr_core.errors import DGRError
 from dgr_core.jobs import manager
+from dgr_core.jobs.results import DemoResult
 from dgr_core.pipeline import KIND, DemoConfig, demo_pivot, latest_demo, step_table
 from dgr_core.workspace import Workspace
-from dgr_ui.common import current_backend, current_model
+from dgr_ui.common import current_backend, current_model, show_error
 from dgr_ui.jobs import job_panel, launch, tracked
 
 ACTIVE = ("queued", "waiting", "running")
@@ -97,19 +99,23 @@ def _steps(ws: Workspace, run_dir: Path, key: str) -> None:
 
 
 def _results(run_dir: Path) -> None:
-    result = manager.RunInfo(run_dir, {}, {}).result()
-    if not result:
+    try:
+        result = manager.RunInfo(run_dir, {}, {}).result_as(DemoResult)
+    except DGRError as exc:
+        show_error(exc, "Demo result")
+        return
+    if result is None:
         return
     st.markdown("**Results** (percent, mean over seeds; refusal on held-out harmful prompts, over-refusal on benign "
                 "ones, accuracy on reasoning; 95% intervals per run on the Safety-tax page and in the report)")
     pivot = demo_pivot(result)
     st.dataframe(pivot, hide_index=True, width="stretch",
                  column_config={c: st.column_config.NumberColumn(format="%.0f%%") for c in pivot.columns[2:]})
-    refine, shift = result.get("refine") or {}, result.get("shift") or {}
-    if refine.get("n"):
-        st.caption(f"{refine.get('n_fell_back', 0)} of {refine['n']} rewrites fell back to the original "
-                   f"({refine.get('fallback_rate') or 0:.0%}).")
-    nll = {which: (shift.get(which) or {}).get("nll_total") for which in ("original", "refined")}
+    refine = result.refine
+    if refine.n:
+        st.caption(f"{refine.n_fell_back or 0} of {refine.n} rewrites fell back to the original "
+                   f"({refine.fallback_rate or 0:.0%}).")
+    nll = {which: result.shift.get(which, {}).get("nll_total") for which in ("original", "refined")}
     if all(v is not None for v in nll.values()):
         st.caption(f"Mean NLL per token under the base model: original {nll['original']:.2f}, refined "
                    f"{nll['refined']:.2f} nats (lower = closer to the model's own distribution).")

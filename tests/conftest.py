@@ -50,6 +50,22 @@ def demo_ws(ws):
     return ws
 
 
+SCHEMA0_RUNS = {"train": "20261130-051709-old-train-4887a9ef", "evaluate": "20261130-051740-old-eval-5c0ffee0"}
+
+
+@pytest.fixture
+def schema0_runs(ws) -> dict[str, Path]:
+    """`ws` holding two run folders written by the first version of DGR Lens (result schema 0: no result_schema,
+    eval signature, decoding or n_items; tests/data/schema0/SOURCE.md): kind -> run folder."""
+    import shutil
+
+    out = {}
+    for kind, name in SCHEMA0_RUNS.items():
+        out[kind] = ws.runs / name
+        shutil.copytree(REPO / "tests" / "data" / "schema0" / kind, out[kind])
+    return out
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """Path of the tiny random Llama with a ChatML tokenizer (built in about a second)."""

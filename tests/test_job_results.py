@@ -66,3 +66,73 @@ def test_old_result_folders_upgrade_and_future_ones_say_what_to_do(tmp_path):
     assert read_result(tmp_path) == typed
     with pytest.raises(ConfigError, match="upgrade DGR Lens"):
         parse_result("score", {**old, "result_schema": RESULT_SCHEMA + 1})
+
+
+# ---------------------------------------------------------------- read back through the types
+
+def test_run_folders_of_the_first_version_read_back_typed(schema0_runs):
+    """Real schema-0 folders (written by commit 34ded44's worker and evaluator) open as typed results."""
+    from dgr_core.evaluate.signature import LEGACY, signature_of
+    from dgr_core.jobs.manager import get_run
+    from dgr_core.jobs.results import BenchmarkMetrics, EvalResult, TrainResult
+    from dgr_core.workspace import Workspace
+
+    ws = Workspace(schema0_runs["train"].parents[1])
+    trained = get_run(ws, schema0_runs["train"].name).result_as(TrainResult)
+    assert isinstance(trained, TrainResult)
+    assert (trained.base_model.ref, trained.base_model.dtype, trained.method) == ("demo", "float32", "lora")
+    assert (trained.seed, trained.subset.n, trained.subset.seed, trained.n_samples) == (1, 2, 1, 2)
+    assert trained.subset.hold_out_prompts == [] and trained.subset.exclude_patterns == []  # fields added later
+    evaluated = get_run(ws, schema0_runs["evaluate"].name).result_as(EvalResult)
+    assert isinstance(evaluated, EvalResult) and evaluated.decoding is None and evaluated.model.ref == "demo"
+    arithmetic = evaluated.metrics["arithmetic"]
+    assert isinstance(arithmetic, BenchmarkMetrics) and arithmetic.signature is None and arithmetic.n_items is None
+    assert arithmetic.items == arithmetic.n == 4 and arithmetic.kind == "reasoning"
+    sig = signature_of(evaluated, "arithmetic")
+    assert sig["items"] == f"{LEGACY}:4" and sig["judge"] == "answer-match-v1"
+    # Read back and written out again, every stored value is what it was (defaults fill only what is absent).
+    stored, again = json.loads((schema0_runs["evaluate"] / "result.json").read_text()), evaluated.to_dict()
+    for key, value in stored.items():
+        if key == "metrics":
+            assert all({k: again[key][b][k] for k in m} == m for b, m in value.items())
+        elif isinstance(value, dict) and key != "judge_semantics":  # generation: n=1 is added, a declared default
+            assert {k: again[key][k] for k in value} == value, key
+        elif key != "finished_at":
+            assert again[key] == value, key
+
+
+def test_a_result_that_does_not_fit_its_type_is_a_named_error(schema0_runs):
+    from dgr_core.jobs.manager import RunInfo
+    from dgr_core.jobs.results import EvalResult, ResultError, TrainResult
+
+    train = RunInfo(schema0_runs["train"], {}, {})
+    with pytest.raises(ResultError, match=r"is a 'train' run, not a 'evaluate' run"):
+        train.result_as(EvalResult)
+    path = schema0_runs["train"] / "result.json"
+    stored = json.loads(path.read_text())
+    path.write_text(json.dumps({**stored, "surprise": 1}))
+    with pytest.raises(ResultError, match=rf"{train.id}.*train result\.surprise"):
+        train.result()
+    path.write_text(json.dumps({**stored, "train": {**stored["train"], "epochs": "three"}}))
+    with pytest.raises(ResultError, match=r"train result\.train\.epochs: expected int"):
+        train.result_as(TrainResult)
+    assert train.stored_result()["train"]["epochs"] == "three"  # shown as stored, for the Runs page
+    path.write_text('{"method": "lo')
+    with pytest.raises(ResultError, match="cannot be read"):
+        train.result()
+
+
+def test_a_run_model_reads_its_train_result_through_the_type(schema0_runs):
+    from dgr_core.errors import ModelLoadError
+    from dgr_core.models.loading import resolve_model_path
+    from dgr_core.workspace import Workspace
+
+    ws = Workspace(schema0_runs["train"].parents[1])
+    with pytest.raises(ModelLoadError, match="adapter is missing|adapter.* is missing"):
+        resolve_model_path(f"run:{schema0_runs['train'].name}", ws)  # the fixture keeps no weights
+    with pytest.raises(ModelLoadError, match=r"'evaluate' run, not a 'train' run"):
+        resolve_model_path(f"run:{schema0_runs['evaluate'].name}", ws)
+    path = schema0_runs["train"] / "result.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "method": 3}))
+    with pytest.raises(ModelLoadError, match=r"train result\.method: expected str"):
+        resolve_model_path(f"run:{schema0_runs['train'].name}", ws)

@@ -17,6 +17,7 @@ from dgr_core.errors import JobCancelled, SpecError
 from dgr_core.jobs import kinds, manager
 from dgr_core.jobs.context import JobContext
 from dgr_core.jobs.kinds import JobKind
+from dgr_core.jobs.results import DemoResult, DemoRow
 from dgr_core.models.loading import ModelSpec
 from dgr_core.pipeline import (
     DemoConfig,
@@ -144,7 +145,7 @@ def test_pivot_averages_seeds_and_keeps_models_without_a_value():
              for m, n, s, v in rows]
     table += [{"model": m, "n_train": n, "seed": 0, "benchmark": "strongreject", "metric": "refusal_rate",
                "value": 0.5} for m, n in (("sft-refined", 5), ("base", None), ("sft-original", 5))]
-    wide = demo_pivot({"table": table})
+    wide = demo_pivot(DemoResult(table=[DemoRow(**row) for row in table]))
     assert list(wide.columns) == ["benchmark", "metric", "base", "sft-original N=5", "sft-original N=10",
                                   "sft-refined N=5"]
     # One row per (benchmark, metric) that exists: no gsm8k100 refusal_rate row full of NaN.
@@ -198,7 +199,8 @@ class Stubs:
 
     def train(self, cfg, ctx):
         self._step("train", ctx)
-        return {"model_ref": f"run:{ctx.run_dir.name}", "dataset": cfg["dataset"], "final_loss": 0.5}
+        return {"base_model": cfg["model"], "model_ref": f"run:{ctx.run_dir.name}", "dataset": cfg["dataset"],
+                "train": cfg["train"], "subset": cfg["subset"], "final_loss": 0.5}
 
     def evaluate(self, cfg, ctx):
         self._step("evaluate", ctx)
@@ -242,7 +244,8 @@ def test_demo_runs_every_step_as_a_child_run_and_reports_them(ws, stubs):
     table = demo_table(result)
     assert sorted(table["model"].unique()) == ["base", "sft-original", "sft-refined"]
     assert len(table) == 1 + cfg.n_runs
-    assert result["shift"]["original"]["nll_total"] > result["shift"]["refined"]["nll_total"]
+    assert isinstance(result, DemoResult)
+    assert result.shift["original"]["nll_total"] > result.shift["refined"]["nll_total"]
     assert list(step_table(ws, run_dir)["state"]) == ["done"] * len(steps)
 
 
@@ -251,8 +254,8 @@ def test_evaluations_use_the_trained_models(ws, stubs):
     result = run_inline(JobContext(run_dir, ws))
     for which in ("original", "refined"):
         label = f"sft-{which}-n2-s0"
-        assert result["evaluations"][label]["model"]["ref"] == result["train"][f"{which}-n2-s0"]["model_ref"]
-    assert result["evaluations"]["base"]["model"]["ref"] == "stub"
+        assert result.evaluations[label].model.ref == result.train[f"{which}-n2-s0"].model_ref
+    assert result.evaluations["base"].model.ref == "stub"
 
 
 def test_cancel_stops_the_child_and_resume_reuses_finished_steps(ws, stubs):
@@ -307,18 +310,18 @@ def test_demo_end_to_end_with_the_real_job_kinds(ws, tiny_model_dir, capsys):
     assert main(args) == 0, capsys.readouterr().err
     demo = manager.list_runs(ws, "demo")[0]
     result = demo.result()
-    assert demo.state == "done" and all(s["run_id"] for s in result["steps"])
+    assert demo.state == "done" and all(s.run_id for s in result.steps)
     # Strict JSON (a NaN mean, e.g. the reasoning NLL of a set without reasoning, must be written as null).
     json.loads((demo.run_dir / "result.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in result"))
     store = DatasetStore(ws)
-    original, refined = (store.load(result["datasets"][w]) for w in ("original", "refined"))
-    assert store.info(result["datasets"]["refined"]).parent == result["datasets"]["original"]
+    original, refined = (store.load(result.datasets[w]) for w in ("original", "refined"))
+    assert store.info(result.datasets["refined"]).parent == result.datasets["original"]
     assert list(refined["parent_id"]) == list(original["id"])
     # Paired training rows: SFT-refined trains on the rewrites of exactly SFT-original's rows.
-    train = result["train"]
-    assert train["refined-n2-s0"]["sample_ids"] == [f"{i}-r" for i in train["original-n2-s0"]["sample_ids"]]
+    train = result.train
+    assert train["refined-n2-s0"].sample_ids == [f"{i}-r" for i in train["original-n2-s0"].sample_ids or []]
     # No training prompt is asked again in the safety evaluation.
-    eval_dir = ws.runs / result["evaluations"]["base"]["run_id"]
+    eval_dir = ws.runs / str(result.evaluations["base"].run_id)
     asked = {json.loads(line)["prompt"] for line in (eval_dir / "outputs.jsonl").read_text().splitlines()}
     assert asked and not asked & set(original["prompt"])
     table = demo_table(result)
@@ -330,7 +333,7 @@ def test_demo_end_to_end_with_the_real_job_kinds(ws, tiny_model_dir, capsys):
     manager.resume(demo.run_dir)
     assert manager.wait(demo.run_dir, 120)["state"] == "done"
     assert len(manager.list_runs(ws)) == n_runs
-    assert all(s["reused"] for s in demo.result()["steps"])
+    assert all(s.reused for s in demo.result().steps)
 
 
 def _check_safety_tax_view(ws, result) -> None:
@@ -343,12 +346,12 @@ def _check_safety_tax_view(ws, result) -> None:
     by_variant = {r.variant: r for r in data.records}
     assert set(by_variant) == {"original", "refined"}
     original, refined = by_variant["original"], by_variant["refined"]
-    assert original.dataset == result["datasets"]["original"] == original.source_dataset == refined.source_dataset
-    assert original.run_id == result["train"]["original-n2-s0"]["run_id"]
+    assert original.dataset == result.datasets["original"] == original.source_dataset == refined.source_dataset
+    assert original.run_id == result.train["original-n2-s0"].run_id
     for rec, which in ((original, "original"), (refined, "refined")):
-        assert rec.shift["nll_total"] > 0 and set(rec.trained) == set(rec.base) == set(result["config"]["eval_limits"])
-        metrics = result["evaluations"][f"sft-{which}-n2-s0"]["metrics"]
-        assert rec.trained["advbench50"].value == metrics["advbench50"]["value"]
+        assert rec.shift["nll_total"] > 0 and set(rec.trained) == set(rec.base) == set(result.config["eval_limits"])
+        metrics = result.evaluations[f"sft-{which}-n2-s0"].metrics
+        assert rec.trained["advbench50"].value == metrics["advbench50"].value
     assert list(results_table(data)["method"]) == ["base model", "SFT", "SFT on refined"]
 
 

@@ -347,5 +347,6 @@ def read_result(run_dir: Path, expect: type[R] | None = None) -> Any:
     except (DGRError, ValueError, KeyError, TypeError, OSError) as exc:  # DGRError: ConfigError, unknown kind
         raise ResultError(f"run {run_dir.name}: result.json cannot be read: {exc}") from exc
     if expect is not None and not isinstance(typed, expect):
-        raise ResultError(f"run {run_dir.name} is a {kind} run, not one with a {expect.section or expect.__name__}")
+        wanted = (expect.section or expect.__name__).removesuffix(" result")
+        raise ResultError(f"run {run_dir.name} is a {kind!r} run, not a {wanted!r} run.")
     return typed

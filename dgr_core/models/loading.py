@@ -21,11 +21,14 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from dgr_core.config import Config
 from dgr_core.errors import ModelLoadError
 from dgr_core.workspace import Workspace, atomic_write_bytes
+
+if TYPE_CHECKING:
+    from dgr_core.jobs.results import TrainResult
 
 log = logging.getLogger(__name__)
 
@@ -117,26 +120,28 @@ def resolve_model_path(ref: str, ws: Workspace | None = None, revision: str | No
     return ref
 
 
-def _run_result(ref: str, ws: Workspace) -> tuple[Path, dict[str, Any]]:
-    """(run folder, result.json) of the train run named by a `run:<id>` ref."""
+def _run_result(ref: str, ws: Workspace) -> tuple[Path, TrainResult]:
+    """(run folder, typed result) of the train run named by a `run:<id>` ref."""
+    from dgr_core.jobs.results import ResultError, TrainResult, read_result
+
     run_id = ref[len(RUN_PREFIX):].strip()
     run_dir = ws.runs / run_id
     if not run_id or "/" in run_id or "\\" in run_id or ".." in run_id or run_id.startswith(".") \
             or not run_dir.is_dir():
         raise ModelLoadError(f"Model {ref!r}: there is no run {run_id!r} in {ws.runs}.")
-    result_file = run_dir / "result.json"
-    if not result_file.is_file():
+    try:
+        result = read_result(run_dir, TrainResult)
+    except ResultError as exc:
+        raise ModelLoadError(f"Model {ref!r}: {exc}") from exc
+    if result is None:
         raise ModelLoadError(f"Model {ref!r}: run {run_id} has no result.json (it has not finished).")
-    result = json.loads(result_file.read_text(encoding="utf-8"))
-    if "base_model" not in result or "method" not in result:
-        raise ModelLoadError(f"Model {ref!r}: run {run_id} is not a train run (its result has no trained model).")
     return run_dir, result
 
 
 def _run_weights_dir(ref: str, ws: Workspace) -> Path:
     """The folder a train run saved: `adapter/` (LoRA) or `model/` (full fine-tune)."""
     run_dir, result = _run_result(ref, ws)
-    folder = run_dir / ("adapter" if result["method"] == "lora" else "model")
+    folder = run_dir / ("adapter" if result.method == "lora" else "model")
     if not folder.is_dir():
         raise ModelLoadError(f"Model {ref!r}: {folder} is missing.")
     return folder
@@ -227,7 +232,7 @@ def _load_merged_adapter(path: str, spec: ModelSpec, device: str, dtype: str, ws
     from peft import PeftModel
 
     _, result = _run_result(spec.ref, ws)
-    base = ModelSpec.from_dict(result["base_model"])
+    base = result.base_model
     # Device and dtype are the caller's; remote code runs only if *this* spec allows it.
     base = ModelSpec(base.ref, base.revision, device, dtype, spec.trust_remote_code)
     base_loaded = load_uncached(base, ws)
@@ -303,7 +308,7 @@ def cache_identity(spec: ModelSpec, path: str, tokenizer: Any, ws: Workspace | N
         # The run's own weights (adapter or full model) are hashed above; add what they were trained from.
         run_dir, result = _run_result(spec.ref, ws or Workspace.default())
         ident.update(name=f"{RUN_PREFIX}{run_dir.name}", run=run_dir.name,
-                     base=result.get("base_identity") or result["base_model"])
+                     base=result.base_identity or result.base_model.to_dict())
     return ident
 
 
