@@ -58,16 +58,17 @@ def run_demo(home: Path, extra: list[str]) -> tuple[int, float]:
 def report(home: Path, rc: int, wall: float, extra: list[str], info: dict[str, Any]) -> dict[str, Any]:
     """What the demo run wrote (steps.json, result.json), with the command, the machine and the wall time."""
     from dgr_core.jobs import manager
+    from dgr_core.jobs.results import DemoResult
     from dgr_core.pipeline import demo_table, read_steps
     from dgr_core.workspace import Workspace
 
     demo = manager.list_runs(Workspace(home), "demo")[0]
-    result = demo.result() or {}
+    result = demo.result_as(DemoResult) or DemoResult()  # empty when the demo failed
     info = {**info, "load_after": [round(x, 2) for x in os.getloadavg()]}
     return {"command": " ".join(["dgr", "demo", *extra]), "rc": rc, "state": demo.state,
             "error": demo.status.get("error"), "wall_s": round(wall, 1), "machine": info,
-            "steps": read_steps(demo.run_dir), "refine": result.get("refine") or {},
-            "shift": result.get("shift") or {}, "train": result.get("train") or {},
+            "steps": read_steps(demo.run_dir), "refine": result.refine.to_dict(), "shift": result.shift,
+            "train": {k: t.to_dict() for k, t in result.train.items()},
             "table": demo_table(result).drop(columns=["run_id"]).to_dict("records"),
             "when": datetime.now(UTC).isoformat(timespec="seconds")}
 
@@ -95,13 +96,13 @@ def markdown(rep: dict[str, Any]) -> str:
     for key, t in rep["train"].items():
         lines.append(f"SFT {key}: {t.get('n_samples')} samples, {t.get('steps')} steps, loss "
                      f"{_num(t.get('first_loss'))} → {_num(t.get('final_loss'))}.")
-    lines += ["", "| model | seed | benchmark | metric | value | 95% CI | n |",
-              "| --- | ---: | --- | --- | ---: | --- | ---: |"]
+    lines += ["", "| model | N | seed | benchmark | metric | value | 95% CI | n |",
+              "| --- | ---: | ---: | --- | --- | ---: | --- | ---: |"]
     for r in rep["table"]:
         ci = "–" if _num(r["ci_lo"]) == "–" else f"{r['ci_lo']:.2f}–{r['ci_hi']:.2f}"
-        seed = "" if _num(r["seed"]) == "–" else int(r["seed"])
-        lines.append(f"| {r['model']} | {seed} | {r['benchmark']} | {r['metric']} | {_num(r['value'])} | {ci} "
-                     f"| {r['n']} |")
+        n_train, seed = ("" if _num(r[k]) == "–" else int(r[k]) for k in ("n_train", "seed"))
+        lines.append(f"| {r['model']} | {n_train} | {seed} | {r['benchmark']} | {r['metric']} | {_num(r['value'])} "
+                     f"| {ci} | {r['n']} |")
     return "\n".join(lines) + "\n"
 
 

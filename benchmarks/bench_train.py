@@ -56,13 +56,15 @@ def run_train(home: Path, method: str, extra: list[str]) -> dict:
 
 def job_numbers(home: Path) -> dict:
     run = max((home / "runs").glob("*-bench-*"), key=lambda p: p.stat().st_mtime)
-    res = json.loads((run / "result.json").read_text()) if (run / "result.json").is_file() else {}
+    from dgr_core.jobs.results import TrainResult, read_result
+
+    res = read_result(run, TrainResult)
     events = [json.loads(x) for x in (run / "progress.jsonl").read_text().splitlines() if x.strip()]
     rates = [e["tokens_per_s"] for e in events if e.get("tokens_per_s")]
-    return {"run": run.name, "job_s": res.get("seconds"), "train_s": res.get("train_seconds"),
-            "steps": res.get("steps"), "tokens_per_s": rates[-1] if rates else None,
-            "first_loss": res.get("first_loss"), "final_loss": res.get("final_loss"),
-            "n_trainable": res.get("n_trainable"), "learning_rate": res.get("learning_rate")}
+    res = res or TrainResult(seconds=float("nan"), train_seconds=float("nan"))  # a failed run: no result.json
+    return {"run": run.name, "job_s": res.seconds, "train_s": res.train_seconds, "steps": res.steps,
+            "tokens_per_s": rates[-1] if rates else None, "first_loss": res.first_loss,
+            "final_loss": res.final_loss, "n_trainable": res.n_trainable, "learning_rate": res.learning_rate}
 
 
 def markdown(info: dict, rows: list[dict]) -> str:
