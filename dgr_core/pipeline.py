@@ -585,12 +585,9 @@ def latest_demo(ws: Workspace, state: str | None = "done"):
     return next((r for r in manager.list_runs(ws, KIND) if state is None or r.state == state), None)
 
 
-def describe(config: dict[str, Any]) -> str:
-    model = (config.get("model") or {}).get("ref", "demo")
-    budgets = config.get("budgets") or list(DEFAULT_BUDGETS)
-    seeds = config.get("seeds") or [0]
-    return (f"DGR in miniature with {model}: refine {config.get('n_refine', 20)}, SFT sweep N="
-            f"{'/'.join(str(n) for n in budgets)} x {len(seeds)} seed(s) x 2 sets")
+def describe(cfg: DemoConfig) -> str:
+    return (f"DGR in miniature with {cfg.model.ref}: refine {cfg.n_refine}, SFT sweep N="
+            f"{'/'.join(str(n) for n in cfg.budgets)} x {len(cfg.seeds)} seed(s) x 2 sets")
 
 
 _KIND = register_kind(JobKind(KIND, DemoConfig, DemoResult, run, check=check, uses_model=True, describe=describe))

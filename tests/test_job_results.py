@@ -136,3 +136,22 @@ def test_a_run_model_reads_its_train_result_through_the_type(schema0_runs):
     path.write_text(json.dumps({**json.loads(path.read_text()), "method": 3}))
     with pytest.raises(ModelLoadError, match=r"train result\.method: expected str"):
         resolve_model_path(f"run:{schema0_runs['train'].name}", ws)
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_every_kind_says_what_a_run_does_from_its_typed_config(name):
+    kind = get_kind(name)
+    line = kind.summary(EXAMPLES[name].to_dict())
+    assert line and line != name
+    assert kind.summary({"surprise": 1}) == name  # a config that does not fit its type: the kind's name
+
+
+def test_run_info_reads_its_config_through_the_type(schema0_runs):
+    from dgr_core.jobs.manager import get_run
+    from dgr_core.train.config import TrainJobConfig
+    from dgr_core.workspace import Workspace
+
+    info = get_run(Workspace(schema0_runs["train"].parents[1]), schema0_runs["train"].name)
+    cfg = info.config()
+    assert isinstance(cfg, TrainJobConfig) and (cfg.dataset, cfg.subset.n, cfg.train.seed) == ("tiny", 2, 1)
+    assert info.what == "lora SFT of demo on 2 random rows of tiny (seed 1)"

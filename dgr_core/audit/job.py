@@ -73,8 +73,8 @@ def _records(df) -> list[dict[str, Any]]:
             for r in df.to_dict("records")]
 
 
-def describe(config: dict[str, Any]) -> str:
-    return f"audit {config.get('dataset')} with {config.get('judge', 'heuristic')}"
+def describe(cfg: AuditConfig) -> str:
+    return f"audit {cfg.dataset} with {cfg.judge}"
 
 
 # uses_model: a kind declares it once; the heuristic run also takes the device lock (it is over in seconds).

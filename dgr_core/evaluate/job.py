@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dgr_core.errors import DGRError, SpecError
+from dgr_core.errors import SpecError
 from dgr_core.evaluate.runner import EvalConfig, model_label, run_evaluation
 from dgr_core.evaluate.signature import decoding_label
 from dgr_core.jobs.kinds import JobKind, register_kind
@@ -30,11 +30,7 @@ def run(cfg: EvalConfig, ctx) -> dict[str, Any]:
     return run_evaluation(cfg, ctx.ws, ctx.run_dir, progress=ctx.progress, should_stop=ctx.should_stop)
 
 
-def describe(config: dict[str, Any]) -> str:
-    try:
-        cfg = EvalConfig.from_dict(config)
-    except DGRError:
-        return "evaluate"
+def describe(cfg: EvalConfig) -> str:
     decoding = decoding_label(cfg.generation.temperature, cfg.generation.top_p)
     k = f" k={cfg.samples}" if cfg.samples > 1 else ""
     return (f"evaluate {model_label(cfg.model, cfg.backend)} on {', '.join(b.name for b in cfg.benchmarks)} "

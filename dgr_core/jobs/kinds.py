@@ -30,7 +30,7 @@ class JobKind:
     run: Callable[[Any, Any], Any]  # (typed config, JobContext) -> Result (or its dict)
     check: Callable[[Any], None] = _no_check  # checks that need the environment; raise SpecError
     uses_model: bool = True  # model jobs take the device lock: one at a time
-    describe: Callable[[dict[str, Any]], str] = lambda cfg: ""
+    describe: Callable[[Any], str] = lambda cfg: ""  # typed config -> one line ("train lora of demo on 10 rows …")
 
     def validate(self, raw: Any) -> Any:
         """The typed config of a spec, or a SpecError naming the kind and the field (no model loads here)."""
@@ -41,6 +41,14 @@ class JobKind:
             raise ConfigError(f"{self.name}: {exc}") from None
         self.check(cfg)
         return cfg
+
+    def summary(self, raw: Any) -> str:
+        """One line saying what a run of this kind with spec config `raw` does; the kind's name when the config
+        does not fit its type (an old or hand-edited job.json)."""
+        try:
+            return self.describe(self.config.from_dict(raw, "config")) or self.name
+        except SpecError:
+            return self.name
 
     def make_result(self, value: Any) -> dict[str, Any]:
         """`run`'s return value as the result.json dict, checked against the Result type."""

@@ -75,6 +75,18 @@ class RunInfo:
 
         return cast("R | None", read_result(self.run_dir, expect))
 
+    def config(self) -> Config:
+        """job.json's config read through the kind's Config type (ConfigError naming the field if it does not fit)."""
+        return get_kind(self.kind).config.from_dict(self.spec.get("config"), "config")
+
+    @property
+    def what(self) -> str:
+        """One line saying what the run does ("lora SFT of demo on 10 random rows of star1 (seed 0)")."""
+        try:
+            return get_kind(self.kind).summary(self.spec.get("config"))
+        except DGRError:  # a kind this version does not know
+            return self.kind
+
     def stored_result(self) -> dict[str, Any] | None:
         """result.json exactly as stored (for display only: readers use `result()`)."""
         path = self.run_dir / RESULT_FILE

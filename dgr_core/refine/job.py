@@ -262,9 +262,8 @@ def _finite(x: float) -> float | None:
     return float(x) if math.isfinite(x) else None
 
 
-def describe(config: dict[str, Any]) -> str:
-    model = (config.get("model") or {}).get("ref", "demo")
-    return f"refine {config.get('dataset')} with {model} ({config.get('mode', 'joint')})"
+def describe(cfg: RefineConfig) -> str:
+    return f"refine {cfg.dataset} with {cfg.model.ref} ({cfg.mode})"
 
 
 _KIND = register_kind(JobKind(KIND, RefineConfig, RefineResult, run, check=check, uses_model=True,

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import pandas as pd
 
@@ -58,8 +58,8 @@ def run(cfg: ScoreJobConfig, ctx) -> ScoreResult:
                        cache_hits=len(t) - result.computed, mean=summary, tokens=int(t["n_tokens_total"].sum()))
 
 
-def describe(config: dict[str, Any]) -> str:
-    return f"score {config.get('dataset')} with {config.get('score', {}).get('model', {}).get('ref', 'demo')}"
+def describe(cfg: ScoreJobConfig) -> str:
+    return f"score {cfg.dataset} with {cfg.score.model.ref} ({cfg.score.backend})"
 
 
 KIND = register_kind(JobKind("score", ScoreJobConfig, ScoreResult, run, check=check_backend, uses_model=True,

@@ -101,7 +101,7 @@ def run_embed(cfg: EmbedConfig, ctx) -> dict[str, Any]:
 
 
 PROJECT = register_kind(JobKind("project", ProjectConfig, ProjectResult, run_project, uses_model=False,
-                      describe=lambda c: f"{c.get('method', 'umap')} map of {', '.join(c.get('datasets', []))}"))
+                      describe=lambda c: f"{c.method} map of {', '.join(c.datasets)}"))
 EMBED = register_kind(JobKind("embed_sentences", EmbedConfig, EmbedResult, run_embed, uses_model=False,
-                      describe=lambda c: f"sentence embeddings of {', '.join(c.get('datasets', []))}"))
+                      describe=lambda c: f"sentence embeddings of {', '.join(c.datasets)}"))
 validate_project, validate_embed = PROJECT.validate, EMBED.validate

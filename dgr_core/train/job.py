@@ -194,14 +194,9 @@ def trained_models(ws: Workspace) -> list[dict[str, Any]]:
     return out
 
 
-def _describe(config: dict[str, Any]) -> str:
-    sub, tr = config.get("subset", {}), config.get("train", {})
-    try:
-        model = config.get("model", {}).get("ref", "demo")
-        return (f"{tr.get('method', 'lora')} SFT of {model} on {sub.get('n', 10) or 'all'} "
-                f"{sub.get('strategy', 'random')} rows of {config.get('dataset')}")
-    except AttributeError:
-        return "train"
+def _describe(cfg: TrainJobConfig) -> str:
+    return (f"{cfg.train.method} SFT of {cfg.model.ref} on {cfg.subset.n or 'all'} {cfg.subset.strategy} rows of "
+            f"{cfg.dataset} (seed {cfg.train.seed})")
 
 
 # Under `accelerate launch` every process runs this job: the per-process device lock would deadlock them.
