@@ -18,9 +18,10 @@ from dgr_core.scoring.job import ScoreJobConfig
 from dgr_core.shift import analysis as A
 from dgr_ui import audit_view as AV
 from dgr_ui import tokens as ui
-from dgr_ui.common import current_backend, current_model, show_error, workspace
+from dgr_ui.common import show_error, workspace
 from dgr_ui.jobs import job_panel, launch, tracked
 from dgr_ui.render_view import what_the_model_sees
+from dgr_ui.score_settings import score_settings
 from dgr_ui.state import COMPARE_A, COMPARE_B
 
 POS = "compare_pos"  # position in the ordered list of pairs (the sample picker's value)
@@ -31,12 +32,7 @@ ORDERS = {"delta": "ΔNLL (largest first)", "category": "Category, then ΔNLL", 
 
 def score_config() -> ScoreConfig:
     with st.expander("Scoring settings (must match the ones the scores were computed with)"):
-        c1, c2, c3 = st.columns(3)
-        mode = c1.selectbox("Mode", ["chat", "raw"], key="compare_mode")
-        max_length = c2.number_input("Max tokens", 64, 131072, 4096, step=256, key="compare_max_length")
-        layer = c3.number_input("Embedding layer", -64, 128, -1, key="compare_layer")
-    return ScoreConfig(model=current_model(), backend=current_backend(), mode=mode, max_length=int(max_length),
-                       layer=int(layer))
+        return score_settings("compare")
 
 
 def choose_datasets(names: list[str]) -> tuple[str, str]:

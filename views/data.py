@@ -17,7 +17,6 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from dgr_core.config import default_of
 from dgr_core.data import stats as S
 from dgr_core.data.demo import DEMOS, ensure_demo_datasets
 from dgr_core.data.loaders import MAX_UPLOAD_BYTES, SUPPORTED_EXTENSIONS, load_upload, safe_name
@@ -27,8 +26,7 @@ from dgr_core.data.shapes import MAPPED_FIELDS
 from dgr_core.data.store import DatasetStore
 from dgr_core.errors import DataError, DGRError
 from dgr_core.models.loading import DEMO_ALIASES
-from dgr_core.scoring.api import ScoreConfig
-from dgr_core.scoring.job import MODES, ScoreJobConfig
+from dgr_core.scoring.job import ScoreJobConfig
 from dgr_core.security import ROOTS_ENV, check_import_path, data_roots
 from dgr_core.workspace import Workspace
 from dgr_ui import audit_view as AV
@@ -37,6 +35,7 @@ from dgr_ui.common import current_backend, current_model, show_error, workspace
 from dgr_ui.demo_panel import demo_panel
 from dgr_ui.jobs import job_panel, launch, tracked
 from dgr_ui.render_view import what_the_model_sees
+from dgr_ui.score_settings import score_settings
 
 SELECTED = "ds_selected"
 FLASH = "ds_flash"
@@ -332,12 +331,7 @@ def score_section(ws: Workspace, name: str) -> None:
     st.caption(f"Per-token log-probs, NLL of reasoning and answer, and embeddings of **{name}** under `{spec.ref}` "
                f"(backend `{backend}`; change both in the sidebar). Runs as a job; samples already in the score "
                "cache are reused. The Shift and Compare pages read the results.")
-    cols = st.columns(2)
-    mode = cols[0].selectbox("Mode", MODES, key="ds_score_mode",
-                             help="chat: the model's chat template; raw: prompt + response as plain text")
-    max_length = cols[1].number_input("Max tokens", 64, 131072, default_of(ScoreConfig, "max_length"), step=256, key="ds_score_max_length",
-                                      help="longer samples are cut and flagged `truncated`")
-    cfg = ScoreConfig(model=spec, backend=backend, mode=mode, max_length=int(max_length))
+    cfg = score_settings("ds_score")
     key = f"datasets-score-{name}"
     if st.button("Score with target model", key="ds_score", type="primary"):
         launch(ws, "score", ScoreJobConfig(name, cfg).to_dict(), name=f"score {name}", key=key)

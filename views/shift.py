@@ -12,7 +12,6 @@ import json
 import pandas as pd
 import streamlit as st
 
-from dgr_core.config import default_of
 from dgr_core.data.store import DatasetStore
 from dgr_core.errors import DGRError
 from dgr_core.scoring.api import ScoreConfig
@@ -21,8 +20,9 @@ from dgr_core.shift import analysis as A
 from dgr_core.shift.selections import list_selections, save_selection
 from dgr_ui import audit_view as AV
 from dgr_ui import tokens as ui
-from dgr_ui.common import current_backend, current_model, show_error, workspace
+from dgr_ui.common import show_error, workspace
 from dgr_ui.jobs import job_panel, launch, tracked
+from dgr_ui.score_settings import score_settings
 from dgr_ui.state import SHIFT_DATASETS
 
 SELECTED = "shift_selected"  # {dataset: [ids]} of the current map selection
@@ -33,14 +33,7 @@ TAB = "shift_tab"  # the open tab (its label)
 
 def score_config() -> ScoreConfig:
     with st.expander("Scoring settings (must match the ones the scores were computed with)"):
-        c1, c2, c3 = st.columns(3)
-        mode = c1.selectbox("Mode", ["chat", "raw"], key="shift_mode",
-                            help="chat = the model's chat template; raw = prompt and response as plain text.")
-        max_length = c2.number_input("Max tokens", 64, 131072, default_of(ScoreConfig, "max_length"), step=256, key="shift_max_length")
-        layer = c3.number_input("Embedding layer", -64, 128, -1, key="shift_layer",
-                                help="Hidden layer pooled into the embedding; -1 = last.")
-    return ScoreConfig(model=current_model(), backend=current_backend(), mode=mode, max_length=int(max_length),
-                       layer=int(layer))
+        return score_settings("shift")
 
 
 def missing_panel(ws, missing: list[str], cfg: ScoreConfig, handle) -> None:
