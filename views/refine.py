@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from dgr_core.backends.base import GenerationConfig
-from dgr_core.config import default_of
+from dgr_core.config import default_of, help_of
 from dgr_core.data.store import DatasetStore
 from dgr_core.errors import DGRError
 from dgr_core.jobs import manager
@@ -87,12 +87,15 @@ def generation_settings() -> GenerationConfig:
     cols = st.columns(5)
     return GenerationConfig(
         max_new_tokens=int(cols[0].number_input("Max new tokens", 1, 32768, REFINE_GEN.max_new_tokens, key="refine_max_new")),
-        temperature=float(cols[1].number_input("Temperature", 0.0, 2.0, 0.0, 0.1, key="refine_temp",
+        temperature=float(cols[1].number_input("Temperature", 0.0, 2.0, REFINE_GEN.temperature, 0.1, key="refine_temp",
                                                help="0 = greedy")),
-        top_p=float(cols[2].number_input("Top-p", 0.01, 1.0, 1.0, 0.05, key="refine_top_p")),
-        seed=int(cols[3].number_input("Seed", 0, 2**31 - 1, 0, key="refine_seed")),
+        top_p=float(cols[2].number_input("Top-p", 0.01, 1.0, REFINE_GEN.top_p, 0.05, key="refine_top_p")),
+        seed=int(cols[3].number_input("Seed", 0, 2**31 - 1, REFINE_GEN.seed, key="refine_seed")),
         batch_size=int(cols[4].number_input("Batch size", 1, 1024, REFINE_GEN.batch_size, key="refine_batch",
                                             help="prompts per generate call; also the resume checkpoint unit")))
+
+
+FILTERS = FilterConfig()  # the defaults the widgets start at
 
 
 def filter_settings(model_ref: str) -> FilterConfig:
@@ -101,14 +104,15 @@ def filter_settings(model_ref: str) -> FilterConfig:
     expect = cols[0].checkbox("Require a <think> block", engine.default_expect_think(model_ref),
                               key=f"refine_expect_think:{model_ref}",
                               help="off for models that do not reason in think tags (the demo model does not)")
-    match = cols[0].checkbox("Keep the refusal decision", True, key="refine_refusal_match",
+    match = cols[0].checkbox("Keep the refusal decision", FILTERS.refusal_must_match, key="refine_refusal_match",
                              help="the keyword detector must agree on the original and the rewrite")
-    lo = cols[1].number_input("Min length ratio", 0.0, 100.0, 0.2, 0.05, key="refine_min_ratio",
+    lo = cols[1].number_input("Min length ratio", 0.0, 100.0, FILTERS.min_length_ratio, 0.05, key="refine_min_ratio",
                               help="rewrite chars / original chars; 0 = no bound")
-    hi = cols[1].number_input("Max length ratio", 0.0, 1000.0, 20.0, 1.0, key="refine_max_ratio",
+    hi = cols[1].number_input("Max length ratio", 0.0, 1000.0, FILTERS.max_length_ratio, 1.0, key="refine_max_ratio",
                               help="0 = no bound; short stubs legitimately grow a lot")
-    rep = cols[2].number_input("Max repeated 4-gram share", 0.05, 1.0, 0.5, 0.05, key="refine_repeat")
-    judge = cols[2].text_input("Judge", KEYWORDS, key="refine_judge",
+    rep = cols[2].number_input("Max repeated 4-gram share", 0.05, 1.0, FILTERS.max_repeat_share, 0.05,
+                               key="refine_repeat", help=help_of(FilterConfig, "max_repeat_share"))
+    judge = cols[2].text_input("Judge", FILTERS.judge, key="refine_judge",
                                help="'keywords' (no model) or a Llama-Guard-style model id / folder: a rewrite "
                                     "it calls unsafe (where the original was not) falls back")
     return FilterConfig(expect_think=expect, min_length_ratio=float(lo), max_length_ratio=float(hi),

@@ -47,6 +47,7 @@ STRATEGY_LABELS = {
 }
 EVAL_DEFAULT = ["arithmetic", "gsm8k100", "strongreject", "benign_edgy"]
 EVAL_LIMIT = 10
+EVAL_MAX_NEW = 128  # a quick before / after: short answers (the Evaluate page sets full budgets)
 NONE = "(none)"
 
 ws = workspace()
@@ -244,8 +245,10 @@ def eval_settings() -> EvalConfig:
     cols = st.columns(3)
     limit = int(cols[0].number_input("Items per benchmark", min_value=0, value=EVAL_LIMIT, step=5,
                                      key="train_eval_limit"))
-    max_new = int(cols[1].number_input("Max new tokens", min_value=1, value=128, step=32, key="train_eval_max_new"))
-    batch = int(cols[2].number_input("Batch size", min_value=1, value=8, key="train_eval_batch"))
+    max_new = int(cols[1].number_input("Max new tokens", min_value=1, value=EVAL_MAX_NEW, step=32,
+                                       key="train_eval_max_new"))
+    batch = int(cols[2].number_input("Batch size", min_value=1, value=default_of(GenerationConfig, "batch_size"),
+                                     key="train_eval_batch"))
     return EvalConfig(backend=current_backend(generation=True), benchmarks=[BenchmarkSource(n) for n in names], limit=limit,
                       generation=GenerationConfig(max_new_tokens=max_new, batch_size=batch))
 
