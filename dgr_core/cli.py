@@ -129,7 +129,8 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     ws = Workspace.default()
     dataset = resolve_dataset(args.dataset, ws)
-    cfg = from_args(ScoreConfig, args, model=from_args(ModelSpec, args, ref=args.model), backend=args.backend)
+    cfg = from_args(ScoreConfig, args, model=from_args(ModelSpec, args, ref=args.model),
+                    backend=backend_of(args))
     run = manager.submit(ws, "score", ScoreJobConfig(dataset, cfg).to_dict(), name=f"score-{dataset}")
     return follow(run)
 
@@ -219,7 +220,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     if match.empty:
         raise DGRError(f"No row with id {args.row!r} in {args.dataset!r} (ids look like {df['id'].iloc[0]!r}).")
     spec = ModelSpec(args.model, revision=args.revision, trust_remote_code=args.trust_remote_code)
-    tok = load_tokenizer(spec, args.backend, ws).tokenizer
+    tok = load_tokenizer(spec, backend_of(args), ws).tokenizer
     think_open, think_close = MARKERS[args.markers]
     thinking = {"auto": None, "on": True, "off": False}[args.thinking]
     cfg = RenderConfig(args.mode, think_open, think_close, args.max_length, thinking)
@@ -249,12 +250,25 @@ def add_render_parser(sub) -> None:
     p.set_defaults(fn=cmd_render)
 
 
+AUTO = "auto"
+BACKEND_CHOICES = (AUTO, "hf", "vllm", "fake")
+BACKEND_HELP = ("auto (default: vLLM for refine / evaluate / audit generation where vLLM and a GPU are present, else "
+                "hf; scoring always hf, as in the app's sidebar), hf, vllm (GPU) or fake (tests)")
+
+
+def backend_of(args: argparse.Namespace, *, generation: bool = False) -> str:
+    """`--backend` resolved for this command ("auto" -> hf or vllm, as the app's sidebar does)."""
+    from dgr_core.backends.base import resolve_backend
+
+    return resolve_backend(args.backend, generation=generation)
+
+
 def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="demo", help="'demo' (embedded SmolLM2-135M-Instruct), a folder or a HF id")
     p.add_argument("--revision", default=None)
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
-    p.add_argument("--backend", default="hf", help="hf (default), vllm (GPU) or fake (tests)")
+    p.add_argument("--backend", default=AUTO, choices=BACKEND_CHOICES, help=BACKEND_HELP)
     p.add_argument("--trust-remote-code", action="store_true", help="run code shipped with the model (off by default)")
 
 

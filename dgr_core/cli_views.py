@@ -32,8 +32,9 @@ SCORE_FLAGS = ("mode", "max_length", "layer", "think_open", "think_close")
 
 
 def _score_config(args: argparse.Namespace) -> ScoreConfig:
+    from dgr_core.cli import backend_of
     model = from_args(ModelSpec, args, ref=args.model)
-    return from_args(ScoreConfig, args, model=model, backend=args.backend)
+    return from_args(ScoreConfig, args, model=model, backend=backend_of(args))
 
 
 def _add_score_args(p: argparse.ArgumentParser) -> None:

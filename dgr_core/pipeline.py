@@ -600,6 +600,7 @@ validate = _KIND.validate
 
 
 def config_from_args(args: argparse.Namespace) -> DemoConfig:
+    from dgr_core.cli import backend_of
     model = ModelSpec(args.model, revision=args.revision, device=args.device, dtype=args.dtype,
                       trust_remote_code=args.trust_remote_code)
     limits = dict(DEFAULT_EVAL_LIMITS)
@@ -608,7 +609,7 @@ def config_from_args(args: argparse.Namespace) -> DemoConfig:
         if not value.isdigit():
             raise DGRError(f"--eval-limit takes BENCHMARK=N (e.g. xstest=50), not {item!r}.")
         limits[name] = int(value)
-    return DemoConfig(model=model, backend=args.backend, n_refine=args.n_refine, budgets=list(args.budgets),
+    return DemoConfig(model=model, backend=backend_of(args), n_refine=args.n_refine, budgets=list(args.budgets),
                       seeds=list(args.seeds), epochs=args.epochs, learning_rate=args.lr,
                       refine_max_new_tokens=args.refine_max_new_tokens,
                       eval_max_new_tokens=args.eval_max_new_tokens, eval_limits=limits,

@@ -60,3 +60,27 @@ def test_generation_pages_launch_on_vllm_where_it_pays(demo_ws, monkeypatch, pag
     assert not at.exception
     (run,) = manager.list_runs(demo_ws, page)
     assert run.spec["config"]["backend"] == "vllm"
+
+
+@pytest.mark.parametrize("pays", [True, False])
+def test_the_cli_resolves_auto_as_the_sidebar_does(monkeypatch, pays):
+    """`dgr … --backend auto` (the default): generation commands on vLLM where it pays, scoring and training on hf."""
+    from dgr_core.cli import build_parser
+    from dgr_core.evaluate.cli import config_from_args as eval_config
+    from dgr_core.pipeline import config_from_args as demo_config
+    from dgr_core.refine.cli import build_config as refine_config
+    from dgr_core.train.cli import build_config as train_config
+    from dgr_core.train.cli import eval_settings
+
+    monkeypatch.setattr(base, "vllm_pays", lambda: pays)
+    gen = "vllm" if pays else "hf"
+    parse = build_parser().parse_args
+    assert parse(["score", "--dataset", "d"]).backend == "auto"
+    assert refine_config(parse(["refine", "--dataset", "d"]), "d").backend == gen
+    assert eval_config(parse(["evaluate"])).backend == gen
+    train_args = parse(["train", "--dataset", "d"])
+    assert (train_config(train_args, "d").backend, eval_settings(train_args).backend) == ("hf", gen)
+    assert demo_config(parse(["demo"])).backend == "hf"  # the demo scores its sets: one score cache, hf
+    assert refine_config(parse(["refine", "--dataset", "d", "--backend", "hf"]), "d").backend == "hf"
+    with pytest.raises(SystemExit):
+        parse(["refine", "--dataset", "d", "--backend", "tpu"])

@@ -14,11 +14,12 @@ from dgr_core.workspace import Workspace
 
 
 def register(subparsers) -> None:
+    from dgr_core.cli import AUTO, BACKEND_CHOICES, BACKEND_HELP
     p = subparsers.add_parser("audit", help="tag samples with the five risky reasoning patterns (2505.15404)")
     p.add_argument("--dataset", required=True, help="a dataset name or a file to import")
     p.add_argument("--judge", default="heuristic",
                    help="'heuristic' (keyword rules, no model) or a chat model: a folder or Hugging Face id")
-    p.add_argument("--backend", default="hf", help="hf (default), vllm (GPU) or fake (tests)")
+    p.add_argument("--backend", default=AUTO, choices=BACKEND_CHOICES, help=BACKEND_HELP)
     p.add_argument("--revision", default=None)
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
@@ -36,10 +37,10 @@ def register(subparsers) -> None:
 
 def build_config(args: argparse.Namespace, dataset: str):
     from dgr_core.audit.config import AuditConfig
-    from dgr_core.cli import read_template_file
+    from dgr_core.cli import backend_of, read_template_file
 
     template = read_template_file(args.template_file)
-    return AuditConfig(dataset=dataset, judge=args.judge, backend=args.backend, revision=args.revision,
+    return AuditConfig(dataset=dataset, judge=args.judge, backend=backend_of(args, generation=True), revision=args.revision,
                        device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code,
                        template=template, max_new_tokens=args.max_new_tokens, max_retries=args.max_retries,
                        batch_size=args.batch_size, chunk_size=args.chunk_size, limit=args.limit,

@@ -45,6 +45,7 @@ def _int_list(text: str) -> list[int]:
 
 def config_from_args(args: argparse.Namespace) -> EvalConfig:
     """The EvalConfig that `dgr evaluate` submits."""
+    from dgr_core.cli import backend_of
     sources = [BenchmarkSource(n.strip()) for n in args.benchmarks.split(",") if n.strip()]
     if args.file:
         sources.append(BenchmarkSource(args.file_name or Path(args.file).stem, path=str(Path(args.file).resolve()),
@@ -53,7 +54,7 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
     model = ModelSpec(args.model, revision=args.revision, device=args.device, dtype=args.dtype,
                       trust_remote_code=args.trust_remote_code)
     gen = GenerationConfig(max_new_tokens=args.max_new_tokens, seed=args.seed, batch_size=args.batch_size)
-    cfg = EvalConfig(model=model, backend=args.backend, benchmarks=sources, limit=args.limit, seed=args.seed,
+    cfg = EvalConfig(model=model, backend=backend_of(args, generation=True), benchmarks=sources, limit=args.limit, seed=args.seed,
                      arithmetic_levels=args.levels, generation=gen, judge=args.judge, judge_part=args.judge_part,
                      system_prompt=args.system_prompt, reasoning_suffix=args.suffix)
     cfg = apply_preset(cfg, args.decoding, samples=args.samples)

@@ -46,7 +46,7 @@ def register(subparsers) -> None:
 
 def build_config(args: argparse.Namespace, dataset: str):
     from dgr_core.backends.base import GenerationConfig
-    from dgr_core.cli import read_template_file
+    from dgr_core.cli import backend_of, read_template_file
     from dgr_core.models.loading import ModelSpec
     from dgr_core.refine.engine import default_expect_think
     from dgr_core.refine.filters import FilterConfig
@@ -55,7 +55,7 @@ def build_config(args: argparse.Namespace, dataset: str):
     template = read_template_file(args.template_file)
     expect_think = default_expect_think(args.model) if args.expect_think is None else args.expect_think
     return RefineConfig(
-        dataset=dataset, backend=args.backend, mode=args.mode, template=template, limit=args.limit,
+        dataset=dataset, backend=backend_of(args, generation=True), mode=args.mode, template=template, limit=args.limit,
         model=ModelSpec(args.model, revision=args.revision, device=args.device, dtype=args.dtype,
                         trust_remote_code=args.trust_remote_code),
         generation=GenerationConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature,

@@ -79,12 +79,13 @@ def register(subparsers) -> None:
 
 
 def build_config(args: argparse.Namespace, dataset: str) -> TrainJobConfig:
+    from dgr_core.cli import backend_of
     from dgr_core.models.loading import ModelSpec
 
     targets = args.lora_targets.strip()
     strategy = "selection" if args.selection else args.strategy
     return TrainJobConfig(
-        dataset=dataset, backend=args.backend,
+        dataset=dataset, backend=backend_of(args),
         model=ModelSpec(args.model, revision=args.revision, device=args.device, dtype=args.dtype,
                         trust_remote_code=args.trust_remote_code),
         subset=SubsetConfig(strategy=strategy, n=args.n, seed=args.subset_seed, category=args.category,
@@ -123,11 +124,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 def eval_settings(args: argparse.Namespace):
     """The EvalConfig (model aside) of `--evaluate`."""
     from dgr_core.backends.base import GenerationConfig
+    from dgr_core.cli import backend_of
     from dgr_core.evaluate.runner import BenchmarkSource, EvalConfig
 
     names = [n.strip() for n in args.eval_benchmarks.split(",") if n.strip()]
     gen = GenerationConfig(max_new_tokens=args.eval_max_new_tokens, batch_size=args.eval_batch_size)
-    return EvalConfig(backend=args.backend, benchmarks=[BenchmarkSource(n) for n in names], limit=args.eval_limit,
+    return EvalConfig(backend=backend_of(args, generation=True), benchmarks=[BenchmarkSource(n) for n in names], limit=args.eval_limit,
                       generation=gen)
 
 
