@@ -97,6 +97,16 @@ def test_only_unreadable_train_runs_still_name_them_on_the_page_and_in_the_repor
         assert any(TRAINED in w.value and "sample_ids" in w.value for w in at.warning), page
 
 
+def test_the_cli_names_skipped_runs_even_when_none_is_left(ws, capsys):
+    from dgr_core.cli import main
+
+    save_dataset(ws, "star", 4)
+    _corrupt(train_run(ws, TRAINED, "star", ["star-0"], 0), n_samples="many")
+    assert main(["safety-tax", "--backend", "fake"]) == 2
+    err = capsys.readouterr().err
+    assert f"skipped {TRAINED}" in err and "n_samples" in err and "No finished training runs" in err
+
+
 def test_the_page_and_report_show_skipped_runs_beside_the_readable_ones(one_run):
     ws = one_run
     bad = train_run(ws, "20250102-000001-train-bad", "star", ["star-2"], 1)
