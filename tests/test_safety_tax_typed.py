@@ -192,3 +192,44 @@ def test_an_evaluation_joins_on_the_model_its_result_names(ws):
     atomic_write_json(run / "job.json", {**spec, "config": {**spec["config"], "model": {"ref": "elsewhere"}}})
     (rec,) = collect(ws, backend="fake").records
     assert rec.trained["math500"].value == pytest.approx(0.4) and rec.trained["math500"].metric == "accuracy"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Real run folders written by the first version (tests/data/schema0)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_real_schema_0_run_folders_join_as_legacy(ws, schema0_runs):
+    data = collect(ws, backend="fake")
+    assert not data.skipped
+    (rec,) = data.records
+    assert rec.run_id == schema0_runs["train"].name and rec.base_model == "demo" and rec.method == "lora"
+    assert (rec.seed, rec.n_samples, rec.sample_ids) == (1, 2, ["a", "c"])
+    assert any("no longer in the workspace" in note for note in rec.notes)  # its dataset "tiny" is not here
+    assert {b: r.value for b, r in rec.base.items()} == {"arithmetic": 1.0, "strongreject": 0.0}
+    assert rec.base["arithmetic"].run_id == schema0_runs["evaluate"].name and rec.base["arithmetic"].n == 4
+    assert data.settings["arithmetic"]["items"] == "legacy:4" and data.settings["strongreject"]["items"] == "legacy:3"
+
+
+def test_a_current_evaluation_is_never_mixed_with_a_real_schema_0_one(ws, schema0_runs):
+    """The old train run's model evaluated now (eval signatures) and its base model evaluated by the first version:
+    the current setting covers the training run, so the old base evaluation is left out and named, not mixed."""
+    from dgr_core.backends.base import GenerationConfig
+    from dgr_core.evaluate.runner import BenchmarkSource, EvalConfig, run_evaluation
+    from dgr_core.jobs import manager
+    from dgr_core.jobs.context import JobContext
+
+    ref = f"run:{schema0_runs['train'].name}"
+    cfg = EvalConfig(model=ModelSpec(ref), backend="fake", limit=4, arithmetic_levels=[1],
+                     benchmarks=[BenchmarkSource("arithmetic")], generation=GenerationConfig(max_new_tokens=64))
+    run_dir = manager.create_run(ws, "evaluate", cfg.to_dict(), name="eval now")
+    JobContext(run_dir, ws).write_result(run_evaluation(cfg, ws, run_dir))
+    JobContext(run_dir, ws).set_status("done")
+    data = collect(ws, backend="fake")
+    assert not data.skipped
+    (rec,) = data.records
+    assert not data.settings["arithmetic"]["items"].startswith("legacy")
+    assert rec.trained["arithmetic"].run_id == run_dir.name and "arithmetic" not in rec.base
+    (left_out,) = [e for e in data.excluded if e["benchmark"] == "arithmetic"]
+    assert left_out["run"] == schema0_runs["evaluate"].name and "legacy:4" in left_out["why"]
+    assert results_table(data)["arithmetic"].isna().tolist() == [True, False]
