@@ -141,10 +141,10 @@ def cmd_safety_tax(args: argparse.Namespace) -> int:
     from dgr_core.safety_tax import collect, fit_line, format_table, results_table, scatter_frame
 
     data = collect(Workspace.default(), backend=args.backend, reference=args.reference)
+    for run_id, why in data.skipped:  # named even when no readable training run is left
+        print(f"skipped {run_id}: {why}", file=sys.stderr)
     if data.empty:
         raise DGRError("No finished training runs with evaluations yet (see the Safety-tax page for the steps).")
-    for run_id, why in data.skipped:
-        print(f"skipped {run_id}: {why}", file=sys.stderr)
     table = results_table(data, args.n)
     print(format_table(table).to_string(index=False))
     if args.x and args.y:

@@ -313,6 +313,15 @@ def _settings_html(data: SafetyTaxData) -> str:
     return "".join(parts) if data.settings else ""
 
 
+def _skipped_html(data: SafetyTaxData) -> str:
+    """The finished runs left out because their result.json cannot be read, each with the reason."""
+    if not data.skipped:
+        return ""
+    items = "".join(f"<li><code>{html.escape(run)}</code>: {html.escape(why)}</li>" for run, why in data.skipped)
+    return (_p(f"Skipped {len(data.skipped)} run(s) whose result cannot be read (not in any number below):", "note")
+            + f"<ul class='note'>{items}</ul>")
+
+
 def _budget_section(data: SafetyTaxData) -> str:
     curve = budget_curve(data)
     if curve.empty:
@@ -368,6 +377,7 @@ def build_report(ws: Workspace, options: ReportOptions | None = None, data: Safe
                f"scores from backend '{data.backend}'", "muted")]
     if opts.notes:
         body.append(_p(opts.notes))
+    body.append(_skipped_html(data))
     if data.empty:
         body.append(_p("No finished training runs in this workspace yet: train a model, evaluate it and its base "
                        "model, then build the report again.", "note"))

@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 
 from dgr_core.data.store import DatasetStore
+from dgr_core.jobs.results import parse_result
 from dgr_core.models.loading import ModelSpec
 from dgr_core.safety_tax import (
     DELTA_COLUMN,
@@ -54,8 +55,11 @@ SLOPE, INTERCEPT = -0.10, 0.80  # planted: accuracy = INTERCEPT + SLOPE * mean t
 
 
 def write_run(ws: Workspace, run_id: str, kind: str, config: dict[str, Any], result: dict[str, Any] | None, *,
-              state: str = "done", created_at: str = "2025-01-01T00:00:00+00:00") -> Path:
-    """A run folder as the job system writes it."""
+              state: str = "done", created_at: str = "2025-01-01T00:00:00+00:00", check: bool = True) -> Path:
+    """A run folder as the job system writes it. A planted result must read back through the kind's Result type
+    (dgr_core.jobs.results), as the worker's does; `check=False` plants a broken one."""
+    if result is not None and check:
+        parse_result(kind, result)  # ConfigError naming the field: the planted result has drifted from the type
     run = ws.runs / run_id
     run.mkdir(parents=True)
     atomic_write_json(run / "job.json", {"kind": kind, "config": config, "id": run_id[-8:], "created_at": created_at,
@@ -406,7 +410,7 @@ def test_budget_curve_single_run_has_zero_error(ws):
 def test_a_broken_train_result_is_skipped_not_fatal(planted):
     ws, runs = planted
     write_run(ws, "20250106-000000-train-broken", "train", {"model": {"ref": BASE}, "dataset": "star"},
-              {"base_model": {"ref": BASE}, "sample_ids": 5, "n_samples": "many"})
+              {"base_model": {"ref": BASE}, "sample_ids": 5, "n_samples": "many"}, check=False)
     data = collect(ws, backend="fake")
     assert {r.run_id for r in data.records} == set(runs)
     assert [r for r, _ in data.skipped] == ["20250106-000000-train-broken"]

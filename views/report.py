@@ -79,6 +79,8 @@ def page() -> None:
     except DGRError as exc:
         show_error(exc, "Reading the runs")
         return
+    if data.skipped:
+        st.warning("Skipped (result cannot be read; left out of the report's numbers):\n" + data.skipped_message())
     if data.empty:
         st.info("No finished training runs yet, so there is nothing to report. Train a model (Train page), "
                 "evaluate it and its base model (Evaluate page), score its training data (Shift page), then come "

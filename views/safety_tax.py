@@ -195,11 +195,11 @@ def page() -> None:
             return
         x, y = axis_choices(data) if not data.empty else (None, None)
         st.caption(f"Shift read from the score cache of backend `{data.backend}` (the sidebar's backend).")
+    for run_id, why in data.skipped:  # unreadable results are named even when no training run is left
+        st.warning(f"Skipped run `{run_id}`: {why}")
     if data.empty:
         st.info(EMPTY, icon="🧪")
         return
-    for run_id, why in data.skipped:
-        st.warning(f"Skipped run `{run_id}`: {why}")
     if demo_caveat(data.base_metrics):
         st.info(demo_caveat(data.base_metrics), icon=":material/info:")
     if data.run_notes():
