@@ -272,3 +272,22 @@ def test_a_schema_0_result_reads_back_but_is_never_like_for_like_with_a_current_
     same = runs.metric_deltas(legacy, legacy).iloc[0]
     assert same["comparable"] and same["delta"] == 0.0 and same["ci_a"] == [0.2, 0.8]
     assert runs.run_table(ws).set_index("name").loc["legacy", "headline"] == "arithmetic accuracy 0.50"
+
+
+def test_dgr_jobs_end_report_prints_the_typed_result_and_names_one_that_does_not_read_back(ws, capsys) -> None:
+    from dgr_core.cli import main
+
+    info = _current_run(ws)
+    typed = info.result_as(EvalResult)
+    assert typed is not None
+    capsys.readouterr()
+    assert main(["jobs", "follow", info.id]) == 0
+    out = capsys.readouterr().out
+    printed = json.loads(out[out.index("{"):])
+    assert printed == typed.to_dict() and "finished_at" not in printed  # the Result's fields, not the envelope
+    assert printed["metrics"]["arithmetic"]["value"] == typed.metrics["arithmetic"].value
+    stored = info.stored_result()
+    atomic_write_json(info.run_dir / "result.json", {**(stored or {}), "surprise": 1})
+    assert main(["jobs", "follow", info.id]) == 1
+    captured = capsys.readouterr()
+    assert "evaluate result.surprise" in captured.err and info.id in captured.err and "{" not in captured.out
