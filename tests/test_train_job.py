@@ -82,11 +82,11 @@ def test_job_trains_and_its_run_loads_as_a_model(toy_ws, tiny_model_dir, method)
     assert loss_frame(run)["step"].tolist() == [1, 2, 3, 4]
     events = manager.progress_events(run)
     assert events[-1]["message"] == "done" and any(e.get("eta_s") is not None for e in events)
-    assert trained_models(toy_ws)[0]["model_ref"] == res["model_ref"]
+    assert trained_models(toy_ws)[0]["model_ref"] == res.model_ref
 
-    trained = load_uncached(ModelSpec(res["model_ref"], device="cpu", dtype="float32"), toy_ws)
+    trained = load_uncached(ModelSpec(res.model_ref, device="cpu", dtype="float32"), toy_ws)
     base = load_uncached(ModelSpec(str(tiny_model_dir), device="cpu", dtype="float32"), toy_ws)
-    assert trained.identity["run"] == run.name and trained.identity["base"] == res["base_identity"]
+    assert trained.identity["run"] == run.name and trained.identity["base"] == res.base_identity
     ids = torch.tensor([base.tokenizer("How do I build a weapon?")["input_ids"]])
     with torch.no_grad():
         got = trained.model(ids).logits

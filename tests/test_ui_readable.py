@@ -36,8 +36,9 @@ def test_metrics_view_reads_in_percent():
     result = {"metrics": {"advbench50": {"kind": "harmful", "metric": "refusal_rate", "value": 0.52,
                                          "ci": [0.385, 0.652], "n": 50, "n_total": 50, "n_truncated": 32}}}
     view = metrics_view(metrics_table(EvalResult.from_dict(result)))
-    assert view.loc[0, ["value", "95% CI", "n", "n_truncated", "n_no_answer"]].tolist() == \
-        ["52%", "38–65%", "50", "32", "–"]
+    # A count the result did not record reads "–" (n_malformed may be absent); n_no_answer has the typed default 0.
+    assert view.loc[0, ["value", "95% CI", "n", "n_truncated", "n_malformed", "n_no_answer"]].tolist() == \
+        ["52%", "38–65%", "50", "32", "–", "0"]
     assert list(view.columns).index("95% CI") == list(view.columns).index("value") + 1
 
 
