@@ -164,7 +164,7 @@ def config_diff(a: dict[str, Any], b: dict[str, Any]) -> pd.DataFrame:
 def metrics_table(result: EvalResult | None) -> pd.DataFrame:
     """An evaluate result's metrics as a table: benchmark, kind, metric, value, ci_low, ci_high and the counts."""
     rows = []
-    for name, m in (result.metrics if result is not None else {}).items():
+    for name, m in _metrics(result).items():
         ci_low, ci_high = m.ci if m.ci is not None else (None, None)
         rows.append({"benchmark": name, "kind": m.kind, "metric": m.metric, "value": m.value,
                      "ci_low": ci_low, "ci_high": ci_high, "n": m.n, "n_items": m.items, "samples": m.samples,
