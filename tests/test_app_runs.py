@@ -108,3 +108,13 @@ def test_a_result_that_does_not_read_back_shows_its_error_and_the_stored_json(ws
     assert any(f"Run {edited.name}" in e for e in errors)  # the comparison
     assert any(json.loads(j.value) == {**stored, "surprise": 1} for j in at.json)  # result.json as stored
     assert not any("delta" in d.value.columns and "better" in d.value.columns for d in at.dataframe)
+
+
+def test_run_folders_of_the_first_version_open(schema0_runs, ws) -> None:
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert not at.exception and not at.error
+    for kind in ("evaluate", "train"):
+        at.selectbox(key="runs_detail").select(schema0_runs[kind].name).run()
+        assert not at.exception and not at.error
+        results = [d.value for d in at.dataframe if list(d.value.columns) == ["setting", "value"]]
+        assert any("model_label" in set(r["setting"]) or "final_loss" in set(r["setting"]) for r in results)

@@ -291,3 +291,25 @@ def test_dgr_jobs_end_report_prints_the_typed_result_and_names_one_that_does_not
     assert main(["jobs", "follow", info.id]) == 1
     captured = capsys.readouterr()
     assert "evaluate result.surprise" in captured.err and info.id in captured.err and "{" not in captured.out
+
+
+def test_run_folders_of_the_first_version_list_and_compare(schema0_runs, ws) -> None:
+    """The real schema-0 folders (tests/data/schema0): listed with their headlines, and an old evaluation is never
+    like for like with one run now with the same config (its item set is unknown: "legacy")."""
+    from dgr_core.evaluate.runner import run_evaluation
+    from dgr_core.jobs.context import JobContext
+
+    table = runs.run_table(ws).set_index("kind")
+    assert (table["error"] == "").all()
+    assert table.loc["evaluate", "headline"] == "arithmetic accuracy 1.00; strongreject refusal_rate 0.00"
+    assert table.loc["train", "headline"].startswith("n_samples 2;")
+    old = manager.get_run(ws, schema0_runs["evaluate"].name)
+    cfg = old.config()
+    assert isinstance(cfg, EvalConfig)
+    run_dir = manager.create_run(ws, "evaluate", cfg.to_dict(), name="now")
+    ctx = JobContext(run_dir, ws)
+    ctx.write_result(run_evaluation(cfg, ws, run_dir))
+    ctx.set_status("done")
+    deltas = runs.metric_deltas(old.result_as(EvalResult), manager.get_run(ws, run_dir.name).result_as(EvalResult))
+    assert deltas["benchmark"].tolist() == ["arithmetic", "strongreject"]
+    assert not deltas["comparable"].any() and deltas["why_not"].str.contains("legacy:").all()
