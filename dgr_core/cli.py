@@ -173,12 +173,19 @@ def _update_bar(bar, ev: dict) -> None:
 
 
 def _report_end(run_dir: Path, st: dict) -> int:
+    """A finished run's typed result as JSON (its `to_dict()`), or its state and error; 0 only when done and
+    its result.json reads back."""
     from dgr_core.jobs import manager
+    from dgr_core.jobs.results import ResultError
 
     state = st.get("state")
     if state == "done":
-        res = manager.RunInfo(Path(run_dir), {}, st).result() or {}
-        print(json.dumps(res, indent=2, default=str))
+        try:
+            res = manager.RunInfo(Path(run_dir), {}, st).result()
+        except ResultError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        print(json.dumps(res.to_dict() if res is not None else {}, indent=2, default=str))
         return 0
     print(f"{state}: {st.get('error') or ''}", file=sys.stderr)
     print(f"log: {Path(run_dir) / 'log.txt'}", file=sys.stderr)

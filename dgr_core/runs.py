@@ -3,12 +3,14 @@
     from dgr_core import runs
     runs.run_table(ws, kind="evaluate")                  # one row per run: id, kind, state, model, headline
     runs.config_diff(info_a.spec["config"], info_b.spec["config"])   # the settings that differ
-    runs.metric_deltas(info_a.result(), info_b.result())             # evaluate runs: metrics side by side
+    runs.metric_deltas(info_a.result_as(EvalResult), info_b.result_as(EvalResult))  # evaluate runs, side by side
     table, test = runs.paired_outcomes(info_a, info_b, "arithmetic") # per-item outcomes + McNemar / bootstrap
     runs.loss_curves({"vanilla": info_a, "dgr": info_b})             # train runs: loss.jsonl, long format
 
 Only files written by the jobs are read (job.json, status.json, result.json, outputs.jsonl, loss.jsonl); nothing
-here loads a model. Run b is compared against run a (the baseline): every delta is b - a.
+here loads a model. Run b is compared against run a (the baseline): every delta is b - a. result.json is read
+back through the kind's Result type (`dgr_core.jobs.results`): these functions take `EvalResult` / any Result,
+never a dict; a run whose result.json does not parse shows its `ResultError` in `run_table`'s error column.
 
 Paired outcomes: the two evaluate runs are joined on the item id of one benchmark. An item scores 1 when it is
 correct (reasoning) or refused (harmful and benign sets), else 0; with k samples per item, its score is the mean
@@ -23,6 +25,7 @@ judge, seeds, prompt), so a difference between different settings is never read 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -30,10 +33,12 @@ from typing import Any
 
 import pandas as pd
 
+from dgr_core.config import Config
 from dgr_core.errors import DGRError
 from dgr_core.evaluate.paired import PairedResult, mcnemar, paired_bootstrap
 from dgr_core.evaluate.runner import OUTPUTS_FILE, read_outputs
 from dgr_core.jobs.manager import RunInfo, list_runs
+from dgr_core.jobs.results import BenchmarkMetrics, EvalResult, ResultError
 from dgr_core.workspace import Workspace
 
 LOSS_FILE = "loss.jsonl"
@@ -68,37 +73,56 @@ def _model_of(config: dict[str, Any]) -> str:
     return ""
 
 
-def headline(kind: str, result: dict[str, Any] | None) -> str:
-    """One line of a run's result: metrics of an evaluate run, else a few numbers from result.json."""
-    if not result:
+def headline(kind: str, result: Config | None) -> str:
+    """One line of a run's result: metrics of an evaluate run, else its first few numeric fields."""
+    if result is None:
         return ""
-    if kind == "evaluate" and isinstance(result.get("metrics"), dict):
-        parts = [f"{b} {m.get('metric')} {m['value']:.2f}{_counts(m)}" for b, m in result["metrics"].items()
-                 if isinstance(m, dict) and m.get("value") is not None]
-        return "; ".join(parts)
-    skip = {"finished_at", "seconds"}
-    scalars = [(k, v) for k, v in result.items() if k not in skip and isinstance(v, int | float)
-               and not isinstance(v, bool)]
-    return "; ".join(f"{k} {v:.4g}" for k, v in scalars[:4])
+    if isinstance(result, EvalResult):
+        return "; ".join(f"{b} {m.metric} {m.value:.2f}{_counts(m)}" for b, m in result.metrics.items()
+                         if m.value is not None)
+    scalars = [(f.name, getattr(result, f.name)) for f in dataclasses.fields(result)  # type: ignore[arg-type]
+               if f.name != "seconds"]
+    numbers = [(k, v) for k, v in scalars if isinstance(v, int | float) and not isinstance(v, bool)]
+    return "; ".join(f"{k} {v:.4g}" for k, v in numbers[:4])
 
 
-def _counts(metric: dict[str, Any]) -> str:
+def _counts(metric: BenchmarkMetrics) -> str:
     """" (n=20, 15% cut)": the n and truncation rate of a metric, where the result recorded them."""
-    rate = metric.get("truncation_rate")
-    return "" if rate is None else f" (n={metric.get('n')}, {rate:.0%} cut)"
+    rate = metric.truncation_rate
+    return "" if rate is None else f" (n={metric.n}, {rate:.0%} cut)"
+
+
+def _row_result(info: RunInfo) -> tuple[str, str]:
+    """(headline, error) of one run for the table: a result.json that does not parse shows its error."""
+    error = str(info.status.get("error") or "")
+    if info.state != "done":
+        return "", error
+    try:
+        return headline(info.kind, info.result()), error
+    except ResultError as exc:
+        return "", "; ".join(e for e in (error, str(exc)) if e)
 
 
 def run_table(ws: Workspace, kind: str | None = None) -> pd.DataFrame:
-    """Every run (newest first) with its kind, state, name, model, creation time, headline result and error."""
+    """Every run (newest first) with its kind, state, name, model, creation time, headline result and error (the
+    job's, or why its result.json cannot be read: the table never fails on one bad run folder)."""
     rows = []
     for info in list_runs(ws, kind):
         config = info.spec.get("config") or {}
-        result = info.result() if info.state == "done" else None
+        line, error = _row_result(info)
         rows.append({"run": info.id, "kind": info.kind, "state": info.state, "name": info.spec.get("name", ""),
                      "model": _model_of(config), "created": info.spec.get("created_at", ""),
-                     "headline": headline(info.kind, result), "error": info.status.get("error") or ""})
+                     "headline": line, "error": error})
     columns = ["run", "kind", "state", "name", "model", "created", "headline", "error"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def result_fields(result: Config) -> dict[str, Any]:
+    """A typed result's fields as JSON values, for a settings table: all but an evaluate run's metrics (they have
+    their own table) and long lists of records (in the JSON as stored)."""
+    data = result.to_dict()
+    return {k: v for k, v in data.items()
+            if k != "metrics" and not (isinstance(v, list) and v and isinstance(v[0], dict))}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -137,17 +161,16 @@ def config_diff(a: dict[str, Any], b: dict[str, Any]) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def metrics_table(result: dict[str, Any] | None) -> pd.DataFrame:
+def metrics_table(result: EvalResult | None) -> pd.DataFrame:
     """An evaluate result's metrics as a table: benchmark, kind, metric, value, ci_low, ci_high and the counts."""
     rows = []
-    for name, m in ((result or {}).get("metrics") or {}).items():
-        ci = m.get("ci") or [None, None]
-        rows.append({"benchmark": name, "kind": m.get("kind"), "metric": m.get("metric"), "value": m.get("value"),
-                     "ci_low": ci[0], "ci_high": ci[1], "n": m.get("n"), "n_items": m.get("n_items", m.get("n")),
-                     "samples": m.get("samples", 1), "pass_at_k": m.get("pass_at_k"),
-                     "truncation_rate": m.get("truncation_rate"), "n_truncated": m.get("n_truncated"),
-                     "n_malformed": m.get("n_malformed"), "n_no_answer": m.get("n_no_answer"),
-                     "mean_reasoning_tokens": m.get("mean_reasoning_tokens"), "setting": _setting(result, name)})
+    for name, m in _metrics(result).items():
+        ci_low, ci_high = m.ci if m.ci is not None else (None, None)
+        rows.append({"benchmark": name, "kind": m.kind, "metric": m.metric, "value": m.value,
+                     "ci_low": ci_low, "ci_high": ci_high, "n": m.n, "n_items": m.items, "samples": m.samples,
+                     "pass_at_k": m.pass_at_k, "truncation_rate": m.truncation_rate, "n_truncated": m.n_truncated,
+                     "n_malformed": m.n_malformed, "n_no_answer": m.n_no_answer,
+                     "mean_reasoning_tokens": m.mean_reasoning_tokens, "setting": _setting(result, name)})
     return pd.DataFrame(rows, columns=METRIC_COLUMNS)
 
 
@@ -155,10 +178,10 @@ METRIC_COLUMNS = ["benchmark", "kind", "metric", "value", "ci_low", "ci_high", "
                   "truncation_rate", "n_truncated", "n_malformed", "n_no_answer", "mean_reasoning_tokens", "setting"]
 
 
-def _setting(result: dict[str, Any] | None, benchmark: str) -> str:
+def _setting(result: EvalResult | None, benchmark: str) -> str:
     from dgr_core.evaluate.signature import describe, signature_of
 
-    return describe(signature_of(result or {}, benchmark))
+    return describe(signature_of(result, benchmark))
 
 
 def _better(metric: str | None, delta: float | None) -> str:
@@ -169,34 +192,44 @@ def _better(metric: str | None, delta: float | None) -> str:
     return "b" if (delta > 0) == HIGHER_IS_BETTER[metric] else "a"
 
 
-def metric_deltas(res_a: dict[str, Any] | None, res_b: dict[str, Any] | None) -> pd.DataFrame:
+def _metrics(result: EvalResult | None) -> dict[str, BenchmarkMetrics]:
+    return result.metrics if result is not None else {}
+
+
+def metric_deltas(res_a: EvalResult | None, res_b: EvalResult | None) -> pd.DataFrame:
     """Two evaluate results side by side per benchmark: value_a, value_b, delta = b - a, which run is better
     ("a", "b", "=", or "" when a side is missing), both intervals and both n. Benchmarks of either run appear."""
-    ma, mb = (res_a or {}).get("metrics") or {}, (res_b or {}).get("metrics") or {}
+    ma, mb = _metrics(res_a), _metrics(res_b)
     rows = []
     for name in dict.fromkeys([*ma, *mb]):
-        a, b = ma.get(name) or {}, mb.get(name) or {}
-        va, vb = a.get("value"), b.get("value")
+        a, b = ma.get(name), mb.get(name)
+        va, vb = a.value if a else None, b.value if b else None
         delta = vb - va if va is not None and vb is not None else None
-        metric = a.get("metric") or b.get("metric")
+        metric = (a.metric if a else "") or (b.metric if b else "")
         why = _why_not(res_a, res_b, name) if a and b else ["only one run has this benchmark"]
-        rows.append({"benchmark": name, "kind": a.get("kind") or b.get("kind"), "metric": metric,
+        rows.append({"benchmark": name, "kind": (a.kind if a else "") or (b.kind if b else ""), "metric": metric,
                      "value_a": va, "value_b": vb, "delta": delta, "better": _better(metric, delta),
-                     "ci_a": a.get("ci"), "ci_b": b.get("ci"), "n_a": a.get("n"), "n_b": b.get("n"),
-                     "truncation_a": a.get("truncation_rate"), "truncation_b": b.get("truncation_rate"),
+                     "ci_a": _ci(a), "ci_b": _ci(b), "n_a": a.n if a else None, "n_b": b.n if b else None,
+                     "truncation_a": a.truncation_rate if a else None,
+                     "truncation_b": b.truncation_rate if b else None,
                      "comparable": not why, "why_not": "; ".join(why)})
     return pd.DataFrame(rows, columns=DELTA_COLUMNS)
+
+
+def _ci(metric: BenchmarkMetrics | None) -> list[float] | None:
+    """A metric's 95% interval as [low, high] (as stored), None when absent."""
+    return list(metric.ci) if metric is not None and metric.ci is not None else None
 
 
 DELTA_COLUMNS = ["benchmark", "kind", "metric", "value_a", "value_b", "delta", "better", "ci_a", "ci_b", "n_a", "n_b",
                  "truncation_a", "truncation_b", "comparable", "why_not"]
 
 
-def _why_not(res_a: dict[str, Any] | None, res_b: dict[str, Any] | None, benchmark: str) -> list[str]:
+def _why_not(res_a: EvalResult | None, res_b: EvalResult | None, benchmark: str) -> list[str]:
     """What makes two results of one benchmark not like for like (empty when their signatures are equal)."""
     from dgr_core.evaluate.signature import differences, signature_of
 
-    sa, sb = signature_of(res_a or {}, benchmark), signature_of(res_b or {}, benchmark)
+    sa, sb = signature_of(res_a, benchmark), signature_of(res_b, benchmark)
     return [] if sa.get("key") == sb.get("key") else differences(sa, sb) or ["settings differ"]
 
 
@@ -307,10 +340,10 @@ def paired_test(score_a: Any, score_b: Any, *, n_boot: int = 2000, seed: int = 0
                    confidence=boot.confidence)
 
 
-def common_benchmarks(res_a: dict[str, Any] | None, res_b: dict[str, Any] | None) -> list[str]:
+def common_benchmarks(res_a: EvalResult | None, res_b: EvalResult | None) -> list[str]:
     """Benchmarks both evaluate results have, in run a's order (the ones a paired test can use)."""
-    mb = (res_b or {}).get("metrics") or {}
-    return [n for n in ((res_a or {}).get("metrics") or {}) if n in mb]
+    mb = _metrics(res_b)
+    return [n for n in _metrics(res_a) if n in mb]
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from dgr_core.data import stats as S
 from dgr_core.data.demo import DEMO_EXTERNAL, DEMO_GSM8K
 from dgr_core.data.store import DatasetStore
 from dgr_core.jobs import manager
+from dgr_core.jobs.results import ScoreResult
 from dgr_core.models.loading import ModelSpec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -217,7 +218,8 @@ def test_score_action_submits_a_score_job(demo_ws):
     assert at.session_state[f"run:datasets-score-{DEMO_GSM8K}"] == str(runs[0].run_dir)
     state = manager.wait(runs[0].run_dir, 120)
     assert state["state"] == "done", state.get("error")
-    assert runs[0].result()["n"] == 100
+    result = runs[0].result_as(ScoreResult)
+    assert result is not None and result.n == 100
 
 
 def test_delete_needs_confirmation_and_removes_only_that_dataset(demo_ws):

@@ -3,6 +3,7 @@ and launches a run with the fake backend."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
@@ -11,6 +12,7 @@ from dgr_core.backends.base import GenerationConfig
 from dgr_core.evaluate.runner import BenchmarkSource, EvalConfig, run_evaluation
 from dgr_core.jobs import manager
 from dgr_core.jobs.context import JobContext
+from dgr_core.workspace import atomic_write_json
 
 REPO = Path(__file__).resolve().parents[1]
 PAGE = str(REPO / "views" / "evaluate.py")
@@ -71,6 +73,18 @@ def test_finished_run_shows_metrics_outputs_and_before_after(ws) -> None:
     shown = {m.label: m.value for m in at.metric}
     assert shown["delta (b - a)"] == f"{row['delta']:+.3f}" and shown["items"] == "4"
     assert "McNemar p" in shown
+
+
+def test_a_result_that_does_not_read_back_is_named_and_the_others_still_show(ws) -> None:
+    good = finished_eval_run(ws, "good")
+    edited = finished_eval_run(ws, "edited")
+    stored = json.loads((edited / "result.json").read_text())
+    atomic_write_json(edited / "result.json", {**stored, "metrics": {"arithmetic": {"value": "high"}}})
+    at = _open(ws)
+    assert not at.exception
+    assert any(edited.name in e.value and "metrics.arithmetic.value" in e.value for e in at.error)
+    assert at.selectbox(key="eval_result_run").options == [good.name]  # only the run that reads back
+    assert at.dataframe[0].value["benchmark"].tolist() == ["arithmetic", "strongreject"]
 
 
 def test_launch_runs_a_fake_evaluation(ws) -> None:

@@ -85,3 +85,36 @@ def test_compares_train_runs_with_loss_curves(ws) -> None:
     diff = next(d.value for d in at.dataframe if list(d.value.columns) == ["key", "a", "b"])
     assert diff["key"].tolist() == ["lr"]
     assert len(at.get("plotly_chart")) >= 1
+
+
+def test_a_result_that_does_not_read_back_shows_its_error_and_the_stored_json(ws) -> None:
+    """A hand-edited result.json (a key its type does not declare): the table names the error, the details show
+    it with the JSON as stored, and comparing it with a good run says why; the page keeps running."""
+    good = finished_eval_run(ws, "good", limit=2)
+    edited = finished_eval_run(ws, "edited", limit=2)
+    stored = json.loads((edited / "result.json").read_text())
+    atomic_write_json(edited / "result.json", {**stored, "surprise": 1})
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert not at.exception
+    table = at.dataframe[0].value.set_index("run")
+    assert "evaluate result.surprise" in table.loc[edited.name, "error"] and table.loc[edited.name, "headline"] == ""
+    assert table.loc[good.name, "error"] == ""
+    at.selectbox(key="runs_detail").select(edited.name).run()
+    at.selectbox(key="runs_cmp_a").select(good.name).run()
+    at.selectbox(key="runs_cmp_b").select(edited.name).run()
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert any("Result:" in e and "evaluate result.surprise" in e for e in errors)  # the details tab
+    assert any(f"Run {edited.name}" in e for e in errors)  # the comparison
+    assert any(json.loads(j.value) == {**stored, "surprise": 1} for j in at.json)  # result.json as stored
+    assert not any("delta" in d.value.columns and "better" in d.value.columns for d in at.dataframe)
+
+
+def test_run_folders_of_the_first_version_open(schema0_runs, ws) -> None:
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert not at.exception and not at.error
+    for kind in ("evaluate", "train"):
+        at.selectbox(key="runs_detail").select(schema0_runs[kind].name).run()
+        assert not at.exception and not at.error
+        results = [d.value for d in at.dataframe if list(d.value.columns) == ["setting", "value"]]
+        assert any("model_label" in set(r["setting"]) or "final_loss" in set(r["setting"]) for r in results)

@@ -30,6 +30,7 @@ from dgr_core.data.store import DatasetStore
 from dgr_core.errors import DataError, JobCancelled, SpecError
 from dgr_core.jobs import manager
 from dgr_core.jobs.context import JobContext
+from dgr_core.jobs.results import AuditJobResult
 
 VALID = {"analysis": "ok", "lack_of_safety_awareness": 0, "overthinking": 1, "strong_vacillation": 1,
          "weak_vacillation": 0, "harmful_additions": 0, "inconsistency": 0}
@@ -247,7 +248,8 @@ def test_worker_and_cli_run_the_audit_end_to_end(ws, capsys):
     # Resuming a finished run is a full cache hit.
     manager.resume(run_dir)
     assert manager.wait(run_dir, 120)["state"] == "done"
-    assert manager.RunInfo(run_dir, {}, {}).result()["computed"] == 0
+    resumed = manager.RunInfo(run_dir, {}, {}).result_as(AuditJobResult)
+    assert resumed is not None and resumed.computed == 0
 
 
 # ---------------------------------------------------------------- statistics

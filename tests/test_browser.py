@@ -21,7 +21,6 @@ missing the test FAILS, never skips: a skipped browser test would hide a broken 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -322,6 +321,7 @@ def demo_panel_shown(page) -> bool:
 def test_a_tiny_evaluation_runs_from_the_browser(page, server):
     """Fake backend in the sidebar, 2 items per benchmark on the Evaluate page: launch, wait, read the results."""
     from dgr_core.jobs import manager
+    from dgr_core.jobs.results import EvalResult
     from dgr_core.workspace import Workspace
 
     assert goto(page, f"{server['url']}/evaluate") == "Evaluate"
@@ -344,12 +344,12 @@ def test_a_tiny_evaluation_runs_from_the_browser(page, server):
     text = main_text(page)
     assert run.run_dir.name in text, "the job panel does not name the run"
     assert "No finished evaluation yet" not in text
-    result = json.loads((run.run_dir / "result.json").read_text())
-    assert f"{result['n_samples']} samples" in text
+    result = run.result_as(EvalResult)
+    assert result is not None and f"{result.n_samples} samples" in text
     tables = page.locator('[data-testid="stMain"] [data-testid="stDataFrame"]')
     assert tables.count() >= 1, "no results table"
     shown = tables.first.text_content() or ""  # the grid draws on a canvas; its accessible table has the text
-    missing = [bench for bench in result["metrics"] if bench not in shown]
+    missing = [bench for bench in result.metrics if bench not in shown]
     assert not missing, f"benchmarks of result.json missing from the metrics table: {missing}\n{shown[:1500]}"
     assert not exception_text(page)
 

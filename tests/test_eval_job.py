@@ -26,6 +26,7 @@ from dgr_core.evaluate.runner import (
     run_evaluation,
     subset,
 )
+from dgr_core.jobs.results import EvalResult
 from dgr_core.models.loading import ModelSpec
 
 RESULT_KEYS = {"model", "model_label", "metrics", "judge", "generation", "seconds"}
@@ -256,8 +257,9 @@ def test_job_runs_through_the_manager(ws) -> None:
     run = manager.submit(ws, "evaluate", _cfg("arithmetic", "strongreject", limit=3).to_dict(), name="eval-fake")
     state = manager.wait(run, timeout=120)
     assert state["state"] == "done", manager.log_tail(run)
-    result = manager.get_run(ws, run.name).result()
-    assert RESULT_KEYS <= set(result) and set(result["metrics"]) == {"arithmetic", "strongreject"}
+    result = manager.get_run(ws, run.name).result_as(EvalResult)
+    assert result is not None and RESULT_KEYS <= set(result.to_dict())
+    assert set(result.metrics) == {"arithmetic", "strongreject"}
     assert len(read_outputs(run / OUTPUTS_FILE)) == 6
     assert manager.progress_events(run)[-1]["done"] == 6
 

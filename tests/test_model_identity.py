@@ -53,7 +53,7 @@ def test_a_trained_models_scores_show_on_the_shift_page(ws, tiny_model_dir):
         run = manager.create_run(ws, "score", ScoreJobConfig(name, cfg).to_dict())
         assert worker.run(run) == 0, manager.status(run)
     written = read_result(run).op_key
-    assert manager.get_run(ws, run.name).typed_result().op_key == written
+    assert manager.get_run(ws, run.name).result().op_key == written
 
     handle = A.model_handle(spec, "hf", ws)  # what the Shift page computes: no weights loaded
     assert handle.identity["run"] == spec.ref.removeprefix("run:") and handle.identity["base"]

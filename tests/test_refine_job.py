@@ -20,6 +20,7 @@ from dgr_core.data.store import DatasetStore
 from dgr_core.errors import DataError, JobCancelled, SpecError
 from dgr_core.jobs import manager
 from dgr_core.jobs.context import JobContext
+from dgr_core.jobs.results import RefineResult
 from dgr_core.models.loading import ModelSpec
 from dgr_core.refine import engine
 from dgr_core.refine.filters import REASONS, FilterConfig, reason_code
@@ -168,11 +169,11 @@ def test_killed_worker_resumes_without_regenerating_finished_samples(ws):
 
     manager.resume(run_dir)
     assert manager.wait(run_dir, 60)["state"] == "done", manager.log_tail(run_dir)
-    result = manager.get_run(ws, run_dir.name).result()
-    assert result["n"] == n and result["n_generated"] == n - len(kept)
+    result = manager.get_run(ws, run_dir.name).result_as(RefineResult)
+    assert result is not None and result.n == n and result.n_generated == n - len(kept)
     final = engine.read_generations(gen_file)
     assert len(final) == n and all(final[i] == rec for i, rec in kept.items())  # finished samples untouched
-    refined = DatasetStore(ws).load(result["output_dataset"])
+    refined = DatasetStore(ws).load(result.output_dataset)
     assert refined["parent_id"].tolist() == [f"t{i}" for i in range(n)] and not refined["fell_back"].any()
 
 

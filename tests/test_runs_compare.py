@@ -14,6 +14,7 @@ from dgr_core.errors import DGRError
 from dgr_core.evaluate.paired import mcnemar
 from dgr_core.evaluate.runner import OUTPUTS_FILE, EvalConfig
 from dgr_core.jobs import manager
+from dgr_core.jobs.results import EvalResult
 from dgr_core.workspace import atomic_write_json
 
 
@@ -90,8 +91,8 @@ def test_metric_deltas_say_when_two_results_are_not_like_for_like() -> None:
         sig = eval_signature(benchmark="math500", kind="reasoning", item_ids=[str(i) for i in range(n_items)],
                              generation={"temperature": temperature, "top_p": 0.95, "max_new_tokens": 256},
                              samples=samples, judge="g")
-        return {"metrics": {"math500": {"kind": "reasoning", "metric": "accuracy", "value": 0.5, "n": n_items,
-                                        "signature": sig}}}
+        return EvalResult.from_dict({"metrics": {"math500": {"kind": "reasoning", "metric": "accuracy", "value": 0.5,
+                                                             "n": n_items, "signature": sig}}})
 
     same = runs.metric_deltas(result(10, 0.0, 1), result(10, 0.0, 1)).iloc[0]
     other = runs.metric_deltas(result(10, 0.0, 1), result(100, 0.6, 4)).iloc[0]
@@ -134,15 +135,20 @@ def test_config_diff_finds_planted_differences() -> None:
 
 
 def _result(**values: tuple[str, str, float | None]) -> dict:
+    """An evaluate result.json as stored (a dict); `_typed` reads it back as the job's readers do."""
     return {"metrics": {name: {"kind": kind, "metric": metric, "value": v, "ci": None, "n": 10}
                         for name, (kind, metric, v) in values.items()}}
 
 
+def _typed(**values: tuple[str, str, float | None]) -> EvalResult:
+    return EvalResult.from_dict(_result(**values))
+
+
 def test_metric_deltas() -> None:
-    res_a = _result(arithmetic=("reasoning", "accuracy", 0.5), strongreject=("harmful", "refusal_rate", 0.2),
-                    xstest=("benign", "over_refusal_rate", 0.1))
-    res_b = _result(arithmetic=("reasoning", "accuracy", 0.4), strongreject=("harmful", "refusal_rate", 0.9),
-                    xstest=("benign", "over_refusal_rate", 0.3), gsm8k100=("reasoning", "accuracy", 0.1))
+    res_a = _typed(arithmetic=("reasoning", "accuracy", 0.5), strongreject=("harmful", "refusal_rate", 0.2),
+                   xstest=("benign", "over_refusal_rate", 0.1))
+    res_b = _typed(arithmetic=("reasoning", "accuracy", 0.4), strongreject=("harmful", "refusal_rate", 0.9),
+                   xstest=("benign", "over_refusal_rate", 0.3), gsm8k100=("reasoning", "accuracy", 0.1))
     deltas = runs.metric_deltas(res_a, res_b).set_index("benchmark")
     assert deltas.loc["arithmetic", "delta"] == pytest.approx(-0.1)
     assert deltas.loc["strongreject", "delta"] == pytest.approx(0.7)
@@ -194,3 +200,116 @@ def test_run_table_lists_runs_with_headlines(ws) -> None:
     atomic_write_json(newer / "status.json", {"state": "done"})
     assert runs.run_table(ws).set_index("name").loc["newer", "headline"] == "arithmetic accuracy 0.50 (n=20, 15% cut)"
     assert runs.run_table(ws, kind="train").empty
+
+
+def test_run_table_names_a_result_that_does_not_read_back_and_lists_the_rest(ws) -> None:
+    """A hand-edited result.json (a key its type does not declare) shows its error, naming the run and the field,
+    in the error column; the other runs are listed as before and nothing raises."""
+    cfg = EvalConfig(backend="fake", limit=2).to_dict()
+    edited = manager.create_run(ws, "evaluate", cfg, name="edited")
+    atomic_write_json(edited / "result.json", {**_result(arithmetic=("reasoning", "accuracy", 0.5)), "surprise": 1})
+    atomic_write_json(edited / "status.json", {"state": "done"})
+    good = manager.create_run(ws, "evaluate", cfg, name="good")
+    atomic_write_json(good / "result.json", _result(arithmetic=("reasoning", "accuracy", 0.75)))
+    atomic_write_json(good / "status.json", {"state": "done"})
+    table = runs.run_table(ws).set_index("name")
+    assert table.loc["edited", "headline"] == ""
+    assert edited.name in table.loc["edited", "error"] and "evaluate result.surprise" in table.loc["edited", "error"]
+    assert (table.loc["good", "headline"], table.loc["good", "error"]) == ("arithmetic accuracy 0.75", "")
+
+
+def test_headline_of_other_kinds_is_their_first_numeric_fields() -> None:
+    from dgr_core.jobs.results import ScoreResult, TrainResult
+
+    score = ScoreResult(dataset="star1", n=20, computed=5, cache_hits=15, mean={"nll_total": 1.2}, tokens=900)
+    assert runs.headline("score", score) == "n 20; computed 5; cache_hits 15; tokens 900"
+    train = TrainResult(n_samples=10, steps=5, first_loss=None, final_loss=0.5, seconds=3.0)
+    assert runs.headline("train", train) == "n_samples 10; n_truncated 0; steps 5; final_loss 0.5"
+    assert runs.headline("train", None) == ""
+
+
+LEGACY_METRIC = {"kind": "reasoning", "metric": "accuracy", "value": 0.5, "ci": [0.2, 0.8], "n": 10, "n_total": 12,
+                 "n_truncated": 2, "n_no_answer": 0, "n_length": 2}
+
+
+def _legacy_run(ws) -> manager.RunInfo:
+    """An evaluate run folder as written before result_schema, signatures, decoding and n_items existed."""
+    cfg = EvalConfig(backend="fake", limit=10).to_dict()
+    run_dir = manager.create_run(ws, "evaluate", cfg, name="legacy")
+    atomic_write_json(run_dir / "result.json", {
+        "finished_at": "2025-01-01T00:00:00+00:00", "model": {"ref": "demo"}, "model_label": "demo",
+        "backend": "fake", "metrics": {"arithmetic": LEGACY_METRIC}, "judge": "math-verify",
+        "generation": {"max_new_tokens": 64, "temperature": 0.0}, "n_samples": 12, "seconds": 1.0})
+    atomic_write_json(run_dir / "status.json", {"state": "done"})
+    return manager.get_run(ws, run_dir.name)
+
+
+def _current_run(ws) -> manager.RunInfo:
+    from dgr_core.backends.base import GenerationConfig
+    from dgr_core.evaluate.runner import BenchmarkSource, run_evaluation
+    from dgr_core.jobs.context import JobContext
+
+    cfg = EvalConfig(backend="fake", benchmarks=[BenchmarkSource("arithmetic")], limit=10, arithmetic_levels=[1],
+                     generation=GenerationConfig(max_new_tokens=64))
+    run_dir = manager.create_run(ws, "evaluate", cfg.to_dict(), name="current")
+    ctx = JobContext(run_dir, ws)
+    ctx.write_result(run_evaluation(cfg, ws, run_dir))
+    ctx.set_status("done")
+    return manager.get_run(ws, run_dir.name)
+
+
+def test_a_schema_0_result_reads_back_but_is_never_like_for_like_with_a_current_one(ws) -> None:
+    legacy, current = _legacy_run(ws).result_as(EvalResult), _current_run(ws).result_as(EvalResult)
+    assert legacy is not None and current is not None and legacy.decoding is None
+    row = runs.metrics_table(legacy).iloc[0]
+    assert (row["benchmark"], row["value"], row["ci_low"], row["ci_high"]) == ("arithmetic", 0.5, 0.2, 0.8)
+    assert (row["n"], row["n_items"], row["samples"], row["n_truncated"]) == (10, 10, 1, 2)
+    assert row["setting"].startswith("12 items · greedy · 64 tok")
+    for a, b in ((legacy, current), (current, legacy)):
+        delta = runs.metric_deltas(a, b).set_index("benchmark").loc["arithmetic"]
+        assert not delta["comparable"] and "items: " in delta["why_not"] and "legacy:12" in delta["why_not"]
+    assert runs.common_benchmarks(legacy, current) == ["arithmetic"]
+    same = runs.metric_deltas(legacy, legacy).iloc[0]
+    assert same["comparable"] and same["delta"] == 0.0 and same["ci_a"] == [0.2, 0.8]
+    assert runs.run_table(ws).set_index("name").loc["legacy", "headline"] == "arithmetic accuracy 0.50"
+
+
+def test_dgr_jobs_end_report_prints_the_typed_result_and_names_one_that_does_not_read_back(ws, capsys) -> None:
+    from dgr_core.cli import main
+
+    info = _current_run(ws)
+    typed = info.result_as(EvalResult)
+    assert typed is not None
+    capsys.readouterr()
+    assert main(["jobs", "follow", info.id]) == 0
+    out = capsys.readouterr().out
+    printed = json.loads(out[out.index("{"):])
+    assert printed == typed.to_dict() and "finished_at" not in printed  # the Result's fields, not the envelope
+    assert printed["metrics"]["arithmetic"]["value"] == typed.metrics["arithmetic"].value
+    stored = info.stored_result()
+    atomic_write_json(info.run_dir / "result.json", {**(stored or {}), "surprise": 1})
+    assert main(["jobs", "follow", info.id]) == 1
+    captured = capsys.readouterr()
+    assert "evaluate result.surprise" in captured.err and info.id in captured.err and "{" not in captured.out
+
+
+def test_run_folders_of_the_first_version_list_and_compare(schema0_runs, ws) -> None:
+    """The real schema-0 folders (tests/data/schema0): listed with their headlines, and an old evaluation is never
+    like for like with one run now with the same config (its item set is unknown: "legacy")."""
+    from dgr_core.evaluate.runner import run_evaluation
+    from dgr_core.jobs.context import JobContext
+
+    table = runs.run_table(ws).set_index("kind")
+    assert (table["error"] == "").all()
+    assert table.loc["evaluate", "headline"] == "arithmetic accuracy 1.00; strongreject refusal_rate 0.00"
+    assert table.loc["train", "headline"].startswith("n_samples 2;")
+    old = manager.get_run(ws, schema0_runs["evaluate"].name)
+    cfg = old.config()
+    assert isinstance(cfg, EvalConfig)
+    run_dir = manager.create_run(ws, "evaluate", cfg.to_dict(), name="now")
+    ctx = JobContext(run_dir, ws)
+    ctx.write_result(run_evaluation(cfg, ws, run_dir))
+    ctx.set_status("done")
+    deltas = runs.metric_deltas(old.result_as(EvalResult), manager.get_run(ws, run_dir.name).result_as(EvalResult))
+    assert deltas["benchmark"].tolist() == ["arithmetic", "strongreject"]
+    assert not deltas["comparable"].any() and deltas["why_not"].str.contains("legacy:").all()

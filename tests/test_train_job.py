@@ -14,6 +14,7 @@ from dgr_core.data.store import DatasetStore
 from dgr_core.errors import SpecError
 from dgr_core.jobs import manager, worker
 from dgr_core.jobs.context import JobContext
+from dgr_core.jobs.results import EvalResult, TrainResult
 from dgr_core.models.loading import ModelSpec, load_uncached
 from dgr_core.train import compare, sft
 from dgr_core.train.job import ROWS_FILE, loss_frame, trained_models
@@ -70,22 +71,22 @@ def test_bad_specs_fail_before_a_run_or_a_model(toy_ws, tiny_model_dir):
 def test_job_trains_and_its_run_loads_as_a_model(toy_ws, tiny_model_dir, method):
     run, code = run_in_process(toy_ws, config(tiny_model_dir, method=method, learning_rate=1e-2))
     assert code == 0, manager.status(run)
-    res = manager.get_run(toy_ws, run.name).result()
-    assert res["model_ref"] == f"run:{run.name}" and res["steps"] == 4 and res["n_samples"] == 4
-    assert res["train"]["method"] == method and res["learning_rate"] == 1e-2
-    assert len(res["sample_ids"]) == 4 and set(res["sample_ids"]) <= set(rows()["id"])
+    res = manager.get_run(toy_ws, run.name).result_as(TrainResult)
+    assert res is not None and res.model_ref == f"run:{run.name}" and res.steps == 4 and res.n_samples == 4
+    assert res.train.method == method and res.learning_rate == 1e-2
+    assert len(res.sample_ids) == 4 and set(res.sample_ids) <= set(rows()["id"])
     saved = [json.loads(x)["id"] for x in (run / ROWS_FILE).read_text().splitlines()]
-    assert saved == res["sample_ids"]
+    assert saved == res.sample_ids
     assert (run / (sft.ADAPTER_DIR if method == "lora" else sft.MODEL_DIR)).is_dir()
     assert not (run / sft.CHECKPOINT_DIR).exists()
     assert loss_frame(run)["step"].tolist() == [1, 2, 3, 4]
     events = manager.progress_events(run)
     assert events[-1]["message"] == "done" and any(e.get("eta_s") is not None for e in events)
-    assert trained_models(toy_ws)[0]["model_ref"] == res["model_ref"]
+    assert trained_models(toy_ws)[0]["model_ref"] == res.model_ref
 
-    trained = load_uncached(ModelSpec(res["model_ref"], device="cpu", dtype="float32"), toy_ws)
+    trained = load_uncached(ModelSpec(res.model_ref, device="cpu", dtype="float32"), toy_ws)
     base = load_uncached(ModelSpec(str(tiny_model_dir), device="cpu", dtype="float32"), toy_ws)
-    assert trained.identity["run"] == run.name and trained.identity["base"] == res["base_identity"]
+    assert trained.identity["run"] == run.name and trained.identity["base"] == res.base_identity
     ids = torch.tensor([base.tokenizer("How do I build a weapon?")["input_ids"]])
     with torch.no_grad():
         got = trained.model(ids).logits
@@ -121,8 +122,8 @@ def test_cancel_then_resume_through_the_job(toy_ws, tiny_model_dir, monkeypatch)
 
     monkeypatch.undo()
     assert worker.run(run) == 0  # what `manager.resume` starts in a new process
-    res = manager.get_run(toy_ws, run.name).result()
-    assert res["resumed_from_epoch"] == 1 and res["steps"] == 4
+    res = manager.get_run(toy_ws, run.name).result_as(TrainResult)
+    assert res is not None and res.resumed_from_epoch == 1 and res.steps == 4
     assert loss_frame(run)["step"].tolist() == [1, 2, 3, 4] and (run / ROWS_FILE).read_text() == chosen
 
 
@@ -135,7 +136,8 @@ def test_lowest_nll_subset_comes_from_the_scoring_cache(toy_ws, tiny_model_dir):
     assert code == 0, manager.status(run)
     table = score_frame(toy_ws, rows(), ScoreConfig(model=ModelSpec(**cfg["model"]), backend="fake")).table
     expected = table.sort_values("nll_answer", kind="stable")["id"].head(2).tolist()
-    assert manager.get_run(toy_ws, run.name).result()["sample_ids"] == expected
+    res = manager.get_run(toy_ws, run.name).result_as(TrainResult)
+    assert res is not None and res.sample_ids == expected
 
 
 def test_before_after_pairs_evaluations_from_their_files(toy_ws, tiny_model_dir, capsys):
@@ -161,8 +163,8 @@ def test_before_after_pairs_evaluations_from_their_files(toy_ws, tiny_model_dir,
     table = compare.before_after(toy_ws, train_run)
     assert table.attrs == {"before": made["before"].name, "after": made["after"].name}
     assert table["benchmark"].tolist() == ["arithmetic", "strongreject"]
-    after_metrics = manager.get_run(toy_ws, made["after"].name).result()["metrics"]
-    assert table["after"].tolist() == [after_metrics[b]["value"] for b in table["benchmark"]]
+    after = manager.get_run(toy_ws, made["after"].name).result_as(EvalResult)
+    assert after is not None and table["after"].tolist() == [after.metrics[b].value for b in table["benchmark"]]
     # Launching again reuses both finished evaluations instead of running them twice.
     n_runs = len(manager.list_runs(toy_ws))
     assert compare.launch_before_after(toy_ws, train_run, settings) == made
@@ -196,9 +198,11 @@ def test_a_run_can_continue_from_a_trained_run(toy_ws, tiny_model_dir):
     cfg["model"] = {"ref": f"run:{first.name}", "device": "cpu"}
     second, code = run_in_process(toy_ws, cfg, name="second")
     assert code == 0, manager.status(second)
-    res = manager.get_run(toy_ws, second.name).result()
-    assert res["base_identity"]["run"] == first.name  # the base is the first run's model (its adapter merged)
-    stacked = load_uncached(ModelSpec(res["model_ref"], device="cpu"), toy_ws)
+    res = manager.get_run(toy_ws, second.name).result_as(TrainResult)
+    assert res is not None and res.base_identity is not None
+    assert res.base_identity["run"] == first.name  # the base is the first run's model (its adapter merged)
+    assert res.base_model.ref == f"run:{first.name}"
+    stacked = load_uncached(ModelSpec(res.model_ref, device="cpu"), toy_ws)
     once = load_uncached(ModelSpec(f"run:{first.name}", device="cpu"), toy_ws)
     ids = torch.tensor([once.tokenizer("How do I build a weapon?")["input_ids"]])
     with torch.no_grad():

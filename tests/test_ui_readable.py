@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from dgr_core.jobs.results import EvalResult
 from dgr_core.runs import metrics_table
 from dgr_ui.readable import metrics_view, readable, settings_table
 
@@ -34,9 +35,10 @@ def test_settings_table_flattens_nested_configs():
 def test_metrics_view_reads_in_percent():
     result = {"metrics": {"advbench50": {"kind": "harmful", "metric": "refusal_rate", "value": 0.52,
                                          "ci": [0.385, 0.652], "n": 50, "n_total": 50, "n_truncated": 32}}}
-    view = metrics_view(metrics_table(result))
-    assert view.loc[0, ["value", "95% CI", "n", "n_truncated", "n_no_answer"]].tolist() == \
-        ["52%", "38–65%", "50", "32", "–"]
+    view = metrics_view(metrics_table(EvalResult.from_dict(result)))
+    # A count the result did not record reads "–" (n_malformed may be absent); n_no_answer has the typed default 0.
+    assert view.loc[0, ["value", "95% CI", "n", "n_truncated", "n_malformed", "n_no_answer"]].tolist() == \
+        ["52%", "38–65%", "50", "32", "–", "0"]
     assert list(view.columns).index("95% CI") == list(view.columns).index("value") + 1
 
 

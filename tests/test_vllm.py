@@ -8,6 +8,7 @@ their own, as they do in the app."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -100,14 +101,14 @@ def test_identity_names_the_backend_and_matches_the_description(vllm_fp32, hf_fp
     assert {k: ident[k] for k in described} == described
 
 
-def _run_in_process(ws: Workspace, kind: str, config: dict) -> dict:
-    """Create a job exactly as the UI does and run its worker here, so it reuses this session's engine."""
+def _run_in_process(ws: Workspace, kind: str, config: dict) -> Any:
+    """Create a job exactly as the UI does and run its worker here, so it reuses this session's engine; its
+    typed result (dgr_core.jobs.results)."""
     from dgr_core.jobs import manager, worker
-    from dgr_core.workspace import read_json
 
     run_dir = manager.create_run(ws, kind, config)
     assert worker.run(run_dir) == 0, manager.log_tail(run_dir)
-    return read_json(run_dir / "result.json")
+    return manager.get_run(ws, run_dir.name).result()
 
 
 def _small_external(ws: Workspace) -> str:
@@ -128,21 +129,21 @@ def test_score_refine_and_evaluate_jobs_run_on_vllm(vllm_fp32, demo_ws):
     DEMO_EXTERNAL = _small_external(demo_ws)
 
     hf_key = _run_in_process(demo_ws, "score", {"dataset": DEMO_EXTERNAL,
-                                                "score": ScoreConfig(model=FP32, backend="fake").to_dict()})["op_key"]
+                                                "score": ScoreConfig(model=FP32, backend="fake").to_dict()}).op_key
     score = _run_in_process(demo_ws, "score", {"dataset": DEMO_EXTERNAL,
                                                "score": ScoreConfig(model=FP32, backend="vllm").to_dict()})
-    assert score["computed"] == score["n"] > 0 and score["op_key"] != hf_key  # the backend is in the cache key
+    assert score.computed == score.n > 0 and score.op_key != hf_key  # the backend is in the cache key
     again = _run_in_process(demo_ws, "score", {"dataset": DEMO_EXTERNAL,
                                                "score": ScoreConfig(model=FP32, backend="vllm").to_dict()})
-    assert again["op_key"] == score["op_key"] and again["cache_hits"] == score["n"]
+    assert again.op_key == score.op_key and again.cache_hits == score.n
 
     refine = RefineConfig(dataset=DEMO_EXTERNAL, model=FP32, backend="vllm", limit=3,
                           generation=GenerationConfig(max_new_tokens=64))
     result = _run_in_process(demo_ws, "refine", refine.to_dict())
-    assert result["n"] == 3, result
+    assert result.n == 3, result
     evaluate = EvalConfig(model=FP32, backend="vllm", limit=4, generation=GenerationConfig(max_new_tokens=48))
     result = _run_in_process(demo_ws, "evaluate", evaluate.to_dict())
-    assert result["backend"] == "vllm" and result["model_identity"]["backend"] == "vllm"
+    assert result.backend == "vllm" and result.model_identity["backend"] == "vllm"
 
 
 @pytest.mark.parametrize("page", ["refine", "evaluate"])
@@ -166,12 +167,10 @@ def test_pages_launch_vllm_jobs(page, demo_ws):
     (run,) = manager.list_runs(demo_ws, page)
     assert run.spec["config"]["backend"] == "vllm"
     assert manager.wait(run.run_dir, timeout=900)["state"] == "done", manager.log_tail(run.run_dir)
-    from dgr_core.workspace import read_json
-
-    result = read_json(run.run_dir / "result.json")
+    result = run.result()
     if page == "evaluate":
-        assert result["backend"] == "vllm" and result["model_identity"]["backend"] == "vllm"
+        assert result.backend == "vllm" and result.model_identity["backend"] == "vllm"
     else:
-        assert result["n"] == 2 and result["output_dataset"]
+        assert result.n == 2 and result.output_dataset
     at.run()
     assert not at.exception

@@ -33,6 +33,7 @@ from dgr_core.evaluate.runner import (
     check_config,
 )
 from dgr_core.jobs import manager
+from dgr_core.jobs.results import Decoding, EvalResult, ResultError
 from dgr_core.models.loading import ModelSpec
 from dgr_ui.common import current_backend, current_model, show_error, workspace
 from dgr_ui.jobs import job_panel, launch, tracked
@@ -191,7 +192,20 @@ job_panel(tracked(KEY), KEY)
 
 
 def done_runs() -> list[manager.RunInfo]:
-    return [r for r in manager.list_runs(ws, "evaluate") if r.state == "done" and r.result()]
+    """Finished evaluate runs whose result.json reads back; one that does not is named with its error."""
+    out = []
+    for r in manager.list_runs(ws, "evaluate"):
+        try:
+            if r.state == "done" and r.result_as(EvalResult) is not None:
+                out.append(r)
+        except ResultError as exc:
+            show_error(exc, "Results")
+    return out
+
+
+def eval_result(info: manager.RunInfo) -> EvalResult:
+    """The typed result of a run `done_runs` kept (so it reads back)."""
+    return info.result_as(EvalResult) or EvalResult()
 
 
 def pick_run(finished: list[manager.RunInfo]) -> manager.RunInfo:
@@ -203,12 +217,11 @@ def pick_run(finished: list[manager.RunInfo]) -> manager.RunInfo:
 
 
 def show_metrics(info: manager.RunInfo) -> None:
-    result = info.result() or {}
-    decoding = result.get("decoding") or {}
-    st.markdown(f"**{result.get('model_label', '')}** · judge `{result.get('judge', '')}` · "
-                f"decoding `{decoding.get('preset', 'greedy')}` (k = {decoding.get('samples', 1)}, budget "
-                f"{decoding.get('max_new_tokens', (result.get('generation') or {}).get('max_new_tokens', '?'))}) · "
-                f"{result.get('n_samples', '?')} responses · {result.get('seconds', 0):.0f} s")
+    result = eval_result(info)
+    decoding = result.decoding or Decoding(max_new_tokens=result.generation.max_new_tokens)  # schema 0: greedy
+    st.markdown(f"**{result.model_label}** · judge `{result.judge}` · decoding `{decoding.preset}` (k = "
+                f"{decoding.samples}, budget {decoding.max_new_tokens}) · {result.n_samples} responses · "
+                f"{result.seconds:.0f} s")
     table = runs.metrics_table(result)
     st.dataframe(table, hide_index=True, width="stretch",
                  column_config={c: st.column_config.NumberColumn(format="%.3f")
@@ -224,12 +237,13 @@ def before_after(info: manager.RunInfo, finished: list[manager.RunInfo]) -> None
         return
     base_id = st.selectbox("Baseline run (a)", [r.id for r in others], key="eval_baseline")
     base = next(r for r in others if r.id == base_id)
-    st.caption(f"a = `{base.id}` ({(base.result() or {}).get('model_label', '')}), b = this run; delta = b - a.")
-    deltas = runs.metric_deltas(base.result(), info.result())
+    res_a, res_b = eval_result(base), eval_result(info)
+    st.caption(f"a = `{base.id}` ({res_a.model_label}), b = this run; delta = b - a.")
+    deltas = runs.metric_deltas(res_a, res_b)
     st.dataframe(deltas, hide_index=True, width="stretch")
     for row in deltas[~deltas["comparable"]].itertuples():
         st.warning(f"{row.benchmark}: not like for like ({row.why_not}); its delta is not an effect.")
-    common = runs.common_benchmarks(base.result(), info.result())
+    common = runs.common_benchmarks(res_a, res_b)
     if not common:
         st.info("The two runs share no benchmark.")
         return

@@ -14,6 +14,7 @@ from dgr_core.config import default_of, help_of
 from dgr_core.data.store import DatasetStore
 from dgr_core.errors import DGRError
 from dgr_core.jobs import manager
+from dgr_core.jobs.results import RefineResult, ResultError
 from dgr_core.models.loading import ModelSpec
 from dgr_core.refine import engine
 from dgr_core.refine.filters import KEYWORDS, FilterConfig
@@ -152,16 +153,20 @@ def problems(cfg: RefineConfig) -> str | None:
 def show_result(run_dir: Path) -> None:
     """Figures, the fallback table and the failed samples of a finished run, and the way to the Compare page."""
     info = manager.get_run(workspace(), run_dir.name)
-    result = info.result()
-    if info.state != "done" or not result:
+    try:
+        result = info.result_as(RefineResult) if info.state == "done" else None
+    except ResultError as exc:
+        show_error(exc, "Refine result")
         return
-    dropped = result.get("on_failure") == "dropped"
+    if result is None:
+        return
+    dropped = result.on_failure == "dropped"
     cols = st.columns(4)
-    cols[0].metric("Samples", result["n"])
-    cols[1].metric("Dropped" if dropped else "Fell back", f"{result['n_fell_back']} ({result['fallback_rate']:.0%})")
-    rate = result.get("samples_per_s")
+    cols[0].metric("Samples", result.n)
+    cols[1].metric("Dropped" if dropped else "Fell back", f"{result.n_fell_back} ({result.fallback_rate:.0%})")
+    rate = result.samples_per_s
     cols[2].metric("Samples/s", f"{rate:.2f}" if rate else "–")
-    cols[3].metric("Output", result["output_dataset"])
+    cols[3].metric("Output", result.output_dataset)
     st.subheader("Failed samples" if dropped else "Fallbacks")
     fallbacks = engine.read_fallbacks(run_dir / engine.FALLBACKS_FILE)
     if fallbacks.empty:
@@ -169,20 +174,20 @@ def show_result(run_dir: Path) -> None:
     else:
         st.caption("Self mode drops a failed answer (the reference must hold only the model's own text)." if dropped
                    else "A failed rewrite keeps the original sample, flagged `fell_back` with its reason.")
-        st.dataframe(engine.fallback_table(fallbacks, result["n"]), hide_index=True,
+        st.dataframe(engine.fallback_table(fallbacks, result.n), hide_index=True,
                      column_config={"share": st.column_config.NumberColumn(format="percent")})
         st.dataframe(fallbacks, hide_index=True)
     open_compare(result)
 
 
-def open_compare(result: dict) -> None:
-    if not DatasetStore(workspace()).exists(result["output_dataset"]):
-        st.warning(f"The output dataset {result['output_dataset']!r} is no longer in the workspace.")
+def open_compare(result: RefineResult) -> None:
+    if not DatasetStore(workspace()).exists(result.output_dataset):
+        st.warning(f"The output dataset {result.output_dataset!r} is no longer in the workspace.")
         return
-    if st.button(f"Compare {result['parent']} vs {result['output_dataset']}", type="primary", key="refine_compare",
+    if st.button(f"Compare {result.parent} vs {result.output_dataset}", type="primary", key="refine_compare",
                  help="opens the Compare page on the two sets (scored by this run unless scoring was off)"):
-        st.session_state[COMPARE_A] = result["parent"]
-        st.session_state[COMPARE_B] = result["output_dataset"]
+        st.session_state[COMPARE_A] = result.parent
+        st.session_state[COMPARE_B] = result.output_dataset
         st.switch_page("views/compare.py")
 
 

@@ -11,6 +11,7 @@ import streamlit as st
 from dgr_core import runs
 from dgr_core.errors import DGRError
 from dgr_core.jobs import manager
+from dgr_core.jobs.results import EvalResult, ResultError
 from dgr_ui.common import show_error, workspace
 from dgr_ui.outputs import outputs_browser
 from dgr_ui.readable import metrics_view, readable, settings_table
@@ -34,8 +35,39 @@ def runs_overview() -> list[manager.RunInfo]:
     return manager.list_runs(ws, None if kind == ALL else kind)
 
 
+def stored_json(info: manager.RunInfo) -> object:
+    """result.json as stored, for display: its text when it is not even JSON."""
+    try:
+        return info.stored_result()
+    except ValueError:
+        return (info.run_dir / "result.json").read_text(encoding="utf-8", errors="replace")
+
+
+def result_tab(info: manager.RunInfo) -> None:
+    """The typed result (metrics table, the other fields), and result.json as stored; the error and the stored
+    JSON when it does not read back."""
+    try:
+        result = info.result()
+    except ResultError as exc:
+        show_error(exc, "Result")
+        with st.expander("result.json as stored", expanded=True):
+            stored = stored_json(info)
+            if isinstance(stored, dict):
+                st.json(stored)
+            else:
+                st.code(str(stored), language="json")
+        return
+    if result is None:
+        st.info("No result.json yet (written last, when the run finishes).")
+        return
+    if isinstance(result, EvalResult):
+        st.dataframe(metrics_view(runs.metrics_table(result)), hide_index=True, width="stretch")
+    st.dataframe(settings_table(runs.result_fields(result)), hide_index=True, width="stretch")
+    with st.expander("result.json as stored"):
+        st.json(info.stored_result() or {}, expanded=False)
+
+
 def details(info: manager.RunInfo) -> None:
-    result = info.result()
     names = ["Config", "Status", "Result", "Log"]
     has_outputs = info.kind == "evaluate"
     loss = runs.load_loss(info)
@@ -48,17 +80,7 @@ def details(info: manager.RunInfo) -> None:
     with tabs["Status"]:
         st.dataframe(settings_table(manager.status(info.run_dir)), hide_index=True, width="stretch")
     with tabs["Result"]:
-        if result is None:
-            st.info("No result.json yet (written last, when the run finishes).")
-        else:
-            if info.kind == "evaluate":
-                st.dataframe(metrics_view(runs.metrics_table(result)), hide_index=True, width="stretch")
-            # Everything but the metrics (shown above) and long lists of records (in the JSON below).
-            rest = {k: v for k, v in result.items()
-                    if k != "metrics" and not (isinstance(v, list) and v and isinstance(v[0], dict))}
-            st.dataframe(settings_table(rest), hide_index=True, width="stretch")
-            with st.expander("result.json as stored"):
-                st.json(result, expanded=False)
+        result_tab(info)
     with tabs["Log"]:
         st.code(manager.log_tail(info.run_dir, 80) or "(empty log)", language="text")
     if has_outputs:
@@ -69,8 +91,17 @@ def details(info: manager.RunInfo) -> None:
             st.plotly_chart(px.line(loss, x="step", y="loss", hover_data=["epoch"]), width="stretch")
 
 
-def paired_view(a: manager.RunInfo, b: manager.RunInfo) -> None:
-    common = runs.common_benchmarks(a.result(), b.result())
+def eval_result(info: manager.RunInfo) -> EvalResult | None:
+    """An evaluate run's typed result; None, with the error shown, when its result.json does not read back."""
+    try:
+        return info.result_as(EvalResult)
+    except ResultError as exc:
+        show_error(exc, f"Run {info.id}")
+        return None
+
+
+def paired_view(a: manager.RunInfo, b: manager.RunInfo, res_a: EvalResult, res_b: EvalResult) -> None:
+    common = runs.common_benchmarks(res_a, res_b)
     if not common:
         st.info("The two runs share no benchmark.")
         return
@@ -107,15 +138,22 @@ def compare(all_runs: list[manager.RunInfo]) -> None:
     if not curves.empty:
         st.subheader("Loss")
         st.plotly_chart(px.line(curves, x="step", y="loss", color="run", hover_data=["epoch"]), width="stretch")
-    if a.kind == b.kind == "evaluate" and a.result() and b.result():
+    if a.kind == b.kind == "evaluate":
+        metric_comparison(a, b)
+
+
+def metric_comparison(a: manager.RunInfo, b: manager.RunInfo) -> None:
+    """Two finished evaluate runs: metrics side by side (like for like or not) and the paired test."""
+    res_a, res_b = eval_result(a), eval_result(b)
+    if res_a is not None and res_b is not None:
         st.subheader("Metrics (delta = b - a)")
-        deltas = runs.metric_deltas(a.result(), b.result())
+        deltas = runs.metric_deltas(res_a, res_b)
         st.dataframe(deltas, hide_index=True, width="stretch",
                      column_config={c: st.column_config.NumberColumn(format="%.3f") for c in
                                     ("value_a", "value_b", "delta")})
         for row in deltas[~deltas["comparable"]].itertuples():
             st.warning(f"{row.benchmark}: not like for like ({row.why_not}); its delta is not an effect.")
-        paired_view(a, b)
+        paired_view(a, b, res_a, res_b)
 
 
 listed = runs_overview()

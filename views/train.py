@@ -20,6 +20,7 @@ from dgr_core.errors import DGRError
 from dgr_core.evaluate.benchmarks import BENCHMARKS
 from dgr_core.evaluate.runner import BenchmarkSource, EvalConfig, item_prompts
 from dgr_core.jobs import manager
+from dgr_core.jobs.results import ResultError, TrainResult
 from dgr_core.train import compare
 from dgr_core.train.config import (
     DEFAULT_LORA_TARGETS,
@@ -213,16 +214,24 @@ def live_loss(run_dir: Path) -> None:
 
 
 def show_summary(info: manager.RunInfo) -> None:
-    res = info.result() or {}
+    try:
+        res = info.result_as(TrainResult) or TrainResult()
+    except ResultError as exc:
+        show_error(exc, "Train result")
+        return
     cols = st.columns(5)
-    cols[0].metric("rows", res.get("n_samples", "–"))
-    cols[1].metric("steps", res.get("steps", "–"))
-    cols[2].metric("loss first → last", f"{res.get('first_loss', 0):.3f} → {res.get('final_loss', 0):.3f}")
-    cols[3].metric("learning rate", f"{res.get('learning_rate', 0):.0e}")
-    cols[4].metric("time", f"{res.get('seconds', 0):.0f} s")
-    st.caption(f"Trained model: `{res.get('model_ref')}` ({res.get('method')}, saved in `{res.get('output')}`)")
+    cols[0].metric("rows", res.n_samples)
+    cols[1].metric("steps", res.steps)
+    cols[2].metric("loss first → last", f"{_loss(res.first_loss)} → {_loss(res.final_loss)}")
+    cols[3].metric("learning rate", f"{res.learning_rate:.0e}")
+    cols[4].metric("time", f"{res.seconds:.0f} s")
+    st.caption(f"Trained model: `{res.model_ref}` ({res.method}, saved in `{res.output}`)")
     with st.expander("Rows trained on"):
-        st.write(", ".join(res.get("sample_ids", [])))
+        st.write(", ".join(res.sample_ids))
+
+
+def _loss(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
 
 
 st.header("Loss")
@@ -271,7 +280,11 @@ def before_after(info: manager.RunInfo) -> None:
         if pair[side] is not None and pair[side].state != "done":
             st.markdown(f"**{side}**")
             job_panel(pair[side].run_dir, f"train-eval-{side}")
-    table = compare.before_after(ws, info.run_dir)
+    try:
+        table = compare.before_after(ws, info.run_dir)
+    except DGRError as exc:  # ResultError: an evaluation's result.json does not read back
+        show_error(exc, "Before / after")
+        return
     if table.empty:
         st.info("No finished before / after pair for this run yet.")
         return

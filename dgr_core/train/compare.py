@@ -24,6 +24,7 @@ import pandas as pd
 from dgr_core.errors import DGRError
 from dgr_core.evaluate.runner import EvalConfig
 from dgr_core.jobs import manager
+from dgr_core.jobs.results import EvalResult
 from dgr_core.models.loading import RUN_PREFIX, ModelSpec
 from dgr_core.workspace import Workspace
 
@@ -108,14 +109,14 @@ def before_after(ws: Workspace, train_run: Path | str) -> pd.DataFrame:
     """Metrics of the base and the trained model side by side (COLUMNS; delta = after - before; `better` names
     the better side, knowing that a higher over-refusal rate is worse; `comparable` / `why_not` say whether the
     two are like for like: same items, decoding, budget, judge and seeds). Empty until both evaluations are done;
-    `table.attrs` names the two evaluate runs."""
+    `table.attrs` names the two evaluate runs. ResultError when either result.json cannot be read back."""
     from dgr_core import runs
 
     pair = eval_pair(ws, train_run)
     before, after = pair["before"], pair["after"]
     if before is None or after is None or before.state != "done" or after.state != "done":
         return pd.DataFrame(columns=COLUMNS)
-    table = runs.metric_deltas(before.result(), after.result())
+    table = runs.metric_deltas(before.result_as(EvalResult), after.result_as(EvalResult))
     table = table.rename(columns={"value_a": "before", "value_b": "after", "ci_a": "ci_before", "ci_b": "ci_after",
                                   "n_a": "n_before", "n_b": "n_after", "truncation_a": "truncation_before",
                                   "truncation_b": "truncation_after"})

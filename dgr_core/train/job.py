@@ -37,6 +37,7 @@ DeepSpeed follow accelerate's documented loop but were not run (no GPU machine, 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -56,6 +57,7 @@ from dgr_core.workspace import Workspace, atomic_write_bytes, atomic_write_json,
 KIND = "train"
 ROWS_FILE, SETUP_FILE = "train_rows.jsonl", "setup.json"
 ROW_COLUMNS = ["id", "prompt", "reasoning", "answer", "source", "category", "think_status"]
+log = logging.getLogger(__name__)
 
 
 def check(cfg: TrainJobConfig) -> None:
@@ -181,16 +183,21 @@ def loss_frame(run_dir: Path) -> pd.DataFrame:
 
 
 def trained_models(ws: Workspace) -> list[dict[str, Any]]:
-    """Finished train runs, newest first: {"run", "model_ref", "method", "dataset", "n_samples", "final_loss"}."""
+    """Finished train runs, newest first: {"run", "model_ref", "method", "dataset", "n_samples", "final_loss"}.
+    A run whose result.json cannot be read back (ResultError) is left out, with a warning in the log."""
     from dgr_core.jobs import manager
+    from dgr_core.jobs.results import ResultError
 
     out = []
     for r in manager.list_runs(ws, KIND):
-        res = r.result() if r.state == "done" else None
-        if res and res.get("model_ref"):
-            out.append({"run": r.id, "model_ref": res["model_ref"], "method": res.get("method"),
-                        "dataset": res.get("dataset"), "n_samples": res.get("n_samples"),
-                        "final_loss": res.get("final_loss")})
+        try:
+            res = r.result_as(TrainResult) if r.state == "done" else None
+        except ResultError as exc:
+            log.warning("skipping train run %s: %s", r.id, exc)
+            continue
+        if res is not None and res.model_ref:
+            out.append({"run": r.id, "model_ref": res.model_ref, "method": res.method, "dataset": res.dataset,
+                        "n_samples": res.n_samples, "final_loss": res.final_loss})
     return out
 
 
