@@ -104,16 +104,17 @@ def _row_result(info: RunInfo) -> tuple[str, str]:
 
 
 def run_table(ws: Workspace, kind: str | None = None) -> pd.DataFrame:
-    """Every run (newest first) with its kind, state, name, model, creation time, headline result and error (the
-    job's, or why its result.json cannot be read: the table never fails on one bad run folder)."""
+    """Every run (newest first) with its kind, state, name, what it does (from its typed config: `RunInfo.what`),
+    model, creation time, headline result and error (the job's, or why its result.json cannot be read: the table
+    never fails on one bad run folder)."""
     rows = []
     for info in list_runs(ws, kind):
         config = info.spec.get("config") or {}
         line, error = _row_result(info)
         rows.append({"run": info.id, "kind": info.kind, "state": info.state, "name": info.spec.get("name", ""),
-                     "model": _model_of(config), "created": info.spec.get("created_at", ""),
+                     "what": info.what, "model": _model_of(config), "created": info.spec.get("created_at", ""),
                      "headline": line, "error": error})
-    columns = ["run", "kind", "state", "name", "model", "created", "headline", "error"]
+    columns = ["run", "kind", "state", "name", "what", "model", "created", "headline", "error"]
     return pd.DataFrame(rows, columns=columns)
 
 

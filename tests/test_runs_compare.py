@@ -303,6 +303,9 @@ def test_run_folders_of_the_first_version_list_and_compare(schema0_runs, ws) -> 
     assert (table["error"] == "").all()
     assert table.loc["evaluate", "headline"] == "arithmetic accuracy 1.00; strongreject refusal_rate 0.00"
     assert table.loc["train", "headline"].startswith("n_samples 2;")
+    assert table.loc["train", "what"] == "lora SFT of demo on 2 random rows of tiny (seed 1)"
+    assert table.loc["evaluate", "what"] == ("evaluate SmolLM2-135M-Instruct (demo) [fake] on arithmetic, strongreject "
+                                             "(greedy, 256 tokens)")
     old = manager.get_run(ws, schema0_runs["evaluate"].name)
     cfg = old.config()
     assert isinstance(cfg, EvalConfig)
