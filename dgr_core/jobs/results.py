@@ -125,7 +125,7 @@ class BenchmarkMetrics(Config):
     ci: tuple[float, float] | None = None  # 95% interval (Wilson, or a cluster bootstrap over items with k samples)
     n: int = 0  # graded responses (items x samples; schema 0 left truncated reasoning answers out)
     n_total: int = 0
-    n_items: int | None = None  # None in results written before it was recorded: n
+    n_items: int | None = None  # None in results written before it was recorded (see `items`)
     samples: int = 1  # k per item
     n_length: int = 0  # responses cut at max_new_tokens
     truncation_rate: float | None = None
@@ -140,7 +140,9 @@ class BenchmarkMetrics(Config):
 
     @property
     def items(self) -> int:
-        return self.n_items if self.n_items is not None else self.n
+        """Items asked. A schema-0 result has no n_items and one sample per item: its n_total (its n left out
+        the truncated reasoning answers), as its legacy eval signature counts them."""
+        return self.n_items if self.n_items is not None else (self.n_total or self.n)
 
 
 @dataclass
