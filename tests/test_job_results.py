@@ -155,3 +155,6 @@ def test_run_info_reads_its_config_through_the_type(schema0_runs):
     cfg = info.config()
     assert isinstance(cfg, TrainJobConfig) and (cfg.dataset, cfg.subset.n, cfg.train.seed) == ("tiny", 2, 1)
     assert info.what == "lora SFT of demo on 2 random rows of tiny (seed 1)"
+    assert info.config_as(TrainJobConfig) == cfg
+    with pytest.raises(ConfigError, match=r"is a 'train' run \(config TrainJobConfig\), not EvalConfig"):
+        info.config_as(EvalConfig)

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from dgr_core.config import Config
+from dgr_core.config import Config, ConfigError
 from dgr_core.errors import DGRError
 from dgr_core.jobs import proc
 from dgr_core.jobs.context import CANCEL_FILE, LOG_FILE, PROGRESS_FILE, RESULT_FILE, STATUS_FILE
@@ -78,6 +78,13 @@ class RunInfo:
     def config(self) -> Config:
         """job.json's config read through the kind's Config type (ConfigError naming the field if it does not fit)."""
         return get_kind(self.kind).config.from_dict(self.spec.get("config"), "config")
+
+    def config_as(self, expect: type[R]) -> R:
+        """`config()` typed as `expect` (e.g. EvalConfig); ConfigError when the run is of another kind."""
+        cfg = self.config()
+        if not isinstance(cfg, expect):
+            raise ConfigError(f"run {self.id} is a {self.kind!r} run (config {type(cfg).__name__}), not {expect.__name__}.")
+        return cfg
 
     @property
     def what(self) -> str:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
@@ -26,6 +25,7 @@ from dgr_core.evaluate.runner import EvalConfig
 from dgr_core.jobs import manager
 from dgr_core.jobs.results import EvalResult
 from dgr_core.models.loading import RUN_PREFIX, ModelSpec
+from dgr_core.train.config import TrainJobConfig
 from dgr_core.workspace import Workspace
 
 ACTIVE = ("queued", "waiting", "running")
@@ -41,8 +41,8 @@ def _train_run(ws: Workspace, train_run: Path | str) -> manager.RunInfo:
 
 
 def base_spec(info: manager.RunInfo) -> ModelSpec:
-    """The model a train run started from (its job.json)."""
-    return ModelSpec.from_dict(info.spec.get("config", {}).get("model") or {})
+    """The model a train run started from (its job.json, read through TrainJobConfig)."""
+    return info.config_as(TrainJobConfig).model
 
 
 def trained_spec(info: manager.RunInfo) -> ModelSpec:
@@ -55,17 +55,23 @@ def pair_configs(info: manager.RunInfo, settings: EvalConfig) -> dict[str, EvalC
     return {"before": replace(settings, model=base_spec(info)), "after": replace(settings, model=trained_spec(info))}
 
 
-def _same(config: dict[str, Any], cfg: EvalConfig) -> bool:
+def _eval_config(info: manager.RunInfo) -> EvalConfig | None:
+    """An evaluate run's typed config; None when its job.json does not fit EvalConfig (an old or foreign run)."""
     try:
-        return EvalConfig.from_dict(config).to_dict() == cfg.to_dict()
-    except (TypeError, DGRError):
-        return False
+        return info.config_as(EvalConfig)
+    except DGRError:
+        return None
+
+
+def _same(info: manager.RunInfo, cfg: EvalConfig) -> bool:
+    theirs = _eval_config(info)
+    return theirs is not None and theirs.to_dict() == cfg.to_dict()
 
 
 def find_eval(ws: Workspace, cfg: EvalConfig, states: tuple[str, ...] = ("done",)) -> manager.RunInfo | None:
     """The newest evaluate run with exactly these settings in one of `states` (None if there is none)."""
     for info in manager.list_runs(ws, "evaluate"):
-        if info.state in states and _same(info.spec.get("config") or {}, cfg):
+        if info.state in states and _same(info, cfg):
             return info
     return None
 
@@ -88,7 +94,8 @@ def latest_after(ws: Workspace, info: manager.RunInfo) -> manager.RunInfo | None
     """The newest evaluate run of the trained model (any state)."""
     ref = f"{RUN_PREFIX}{info.id}"
     for run in manager.list_runs(ws, "evaluate"):
-        if (run.spec.get("config") or {}).get("model", {}).get("ref") == ref:
+        cfg = _eval_config(run)
+        if cfg is not None and cfg.model.ref == ref:
             return run
     return None
 
@@ -100,7 +107,7 @@ def eval_pair(ws: Workspace, train_run: Path | str) -> dict[str, manager.RunInfo
     after = latest_after(ws, info)
     if after is None:
         return {"before": None, "after": None}
-    settings = EvalConfig.from_dict(after.spec.get("config") or {})
+    settings = after.config_as(EvalConfig)
     before = pair_configs(info, settings)["before"]
     return {"before": find_eval(ws, before, ("done", *ACTIVE)), "after": after}
 
