@@ -26,7 +26,6 @@ judge, seeds, prompt), so a difference between different settings is never read 
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,7 @@ from dgr_core.evaluate.paired import PairedResult, mcnemar, paired_bootstrap
 from dgr_core.evaluate.runner import OUTPUTS_FILE, read_outputs
 from dgr_core.jobs.manager import RunInfo, list_runs
 from dgr_core.jobs.results import BenchmarkMetrics, EvalResult, ResultError
-from dgr_core.workspace import Workspace
+from dgr_core.workspace import Workspace, read_jsonl
 
 LOSS_FILE = "loss.jsonl"
 ABSENT = "(absent)"  # shown in a config diff for a key one run does not have
@@ -354,16 +353,9 @@ def common_benchmarks(res_a: EvalResult | None, res_b: EvalResult | None) -> lis
 
 def load_loss(run: RunRef) -> pd.DataFrame:
     """A train run's loss.jsonl (step, loss, epoch); empty when the run has none yet. Cut lines are skipped."""
-    path = _dir(run) / LOSS_FILE
-    rows = []
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(rec, dict) and rec.get("step") is not None and rec.get("loss") is not None:
-                rows.append({"step": rec["step"], "loss": rec["loss"], "epoch": rec.get("epoch")})
+    rows = [{"step": rec["step"], "loss": rec["loss"], "epoch": rec.get("epoch")}
+            for rec in read_jsonl(_dir(run) / LOSS_FILE)
+            if isinstance(rec, dict) and rec.get("step") is not None and rec.get("loss") is not None]
     return pd.DataFrame(rows, columns=["step", "loss", "epoch"])
 
 

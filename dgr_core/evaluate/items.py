@@ -19,7 +19,7 @@ import pandas as pd
 
 from dgr_core.evaluate.benchmarks import load_arithmetic, load_benchmark, load_jsonl_prompts
 from dgr_core.evaluate.config import ARITHMETIC_ALL, BenchmarkSource, EvalConfig
-from dgr_core.workspace import append_jsonl
+from dgr_core.workspace import append_jsonl, read_jsonl
 
 OUTPUTS_FILE = "outputs.jsonl"
 
@@ -65,17 +65,7 @@ def build_conversation(prompt: str, kind: str, cfg: EvalConfig) -> list[dict[str
 
 def read_outputs(path: Path) -> list[dict[str, Any]]:
     """The records of an outputs.jsonl; a line cut by a crash (or being written right now) is skipped."""
-    if not Path(path).is_file():
-        return []
-    out = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict):
-            out.append(record)
-    return out
+    return [r for r in read_jsonl(Path(path)) if isinstance(r, dict)]
 
 
 def repair_outputs(path: Path) -> list[dict[str, Any]]:

@@ -40,7 +40,7 @@ from typing import Any
 from dgr_core.errors import JobCancelled
 from dgr_core.train.config import TrainConfig
 from dgr_core.train.data import Example, collate
-from dgr_core.workspace import append_jsonl, atomic_write_bytes, atomic_write_json, read_json
+from dgr_core.workspace import append_jsonl, atomic_write_bytes, atomic_write_json, read_json, read_jsonl
 
 CHECKPOINT_DIR, WEIGHTS_DIR, STATE_FILE, CKPT_FILE = "checkpoint", "weights", "trainer_state.pt", "checkpoint.json"
 LOSS_FILE = "loss.jsonl"
@@ -383,12 +383,4 @@ def _truncate_loss(out: Path, step: int, write: bool = True) -> list[dict[str, A
 
 def read_loss(path: Path) -> list[dict[str, Any]]:
     """Rows of a loss.jsonl (a line being written right now is skipped)."""
-    if not Path(path).is_file():
-        return []
-    rows = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except ValueError:
-            continue
-    return rows
+    return [r for r in read_jsonl(Path(path)) if isinstance(r, dict)]
