@@ -12,13 +12,14 @@ Readers never index a result dict: `RunInfo.result()` / `read_result` are the on
 gives the JSON as stored only for display ("result.json as stored"). A file that does not parse (hand-edited,
 half-copied, from a newer version) raises `ResultError` naming the run folder and the field.
 
-`result.json` carries `result_schema` (RESULT_SCHEMA). Folders written before it existed (schema 0) had the same
-keys, so `upgrade_result` only stamps them; a later change of shape adds its step there, with a test. Every field
-has a default so that a result from an older version that lacked a field still reads.
+`result.json` carries `result_schema` (RESULT_SCHEMA). Folders written before it existed (schema 0) hold a subset
+of today's keys (real ones, written by the first version, are in tests/data/schema0), so `upgrade_result` only
+strips the envelope; a later change of shape adds its step there, with a test. Every field has a default so that
+a result from an older version that lacked a field still reads.
 Nested parts are typed where readers use them: the base model (`ModelSpec`), the training settings
 (`TrainConfig`, `SubsetConfig`), the decoding (`GenerationConfig`, `Decoding`), each benchmark's metrics
 (`BenchmarkMetrics`) and the demo's table rows and steps. Free-form parts stay `dict[str, Any]`: model identities
-(`dgr_core.models.identity`), eval signatures (`dgr_core.evaluate.signature`) and judge descriptions.
+(`dgr_core.models.loading.cache_identity`), eval signatures (`dgr_core.evaluate.signature`) and judge descriptions.
 """
 
 from __future__ import annotations
