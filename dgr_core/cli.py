@@ -198,7 +198,8 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     ws = Workspace.default()
     if args.action == "list":
         for r in manager.list_runs(ws):
-            print(f"{r.id:60s} {r.kind:9s} {r.state:10s} {r.status.get('error') or ''}")
+            print(f"{r.id:60s} {r.kind:9s} {r.state:10s} {r.what}" + (f" · {r.status['error']}"
+                                                                      if r.status.get("error") else ""))
         return 0
     run = manager.get_run(ws, args.run).run_dir
     if args.action == "status":

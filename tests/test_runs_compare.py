@@ -291,6 +291,9 @@ def test_dgr_jobs_end_report_prints_the_typed_result_and_names_one_that_does_not
     assert main(["jobs", "follow", info.id]) == 1
     captured = capsys.readouterr()
     assert "evaluate result.surprise" in captured.err and info.id in captured.err and "{" not in captured.out
+    assert main(["jobs", "list"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(info.id) and info.what in line and info.what.startswith("evaluate ")
 
 
 def test_run_folders_of_the_first_version_list_and_compare(schema0_runs, ws) -> None:
