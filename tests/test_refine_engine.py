@@ -13,7 +13,7 @@ from dgr_core.backends.base import GenerationConfig
 from dgr_core.backends.fake import FakeBackend
 from dgr_core.data.store import DatasetStore
 from dgr_core.models.loading import ModelSpec
-from dgr_core.refine import engine
+from dgr_core.refine import engine, parsing
 from dgr_core.refine.filters import FilterConfig, reason_code
 from dgr_core.refine.templates import (
     STEP1_PLACEHOLDER,
@@ -72,7 +72,7 @@ def test_separate_mode_feeds_the_rewritten_reasoning_into_the_answer_step():
     step1, step2 = (c[0]["content"] for c in backend.seen)
     assert step1 == render_template(split_parts(template)[0], rows()[0])
     assert "My own careful reasoning." in step2 and "<think>" not in step2 and REFUSAL in step2
-    rewrite = engine.parse_record("separate", record)
+    rewrite = parsing.parse_record("separate", record)
     assert (rewrite.reasoning, rewrite.answer) == ("My own careful reasoning.", REFUSAL)
 
 

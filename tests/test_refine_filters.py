@@ -10,7 +10,7 @@ import pytest
 
 from dgr_core.backends.fake import FakeBackend
 from dgr_core.evaluate.judge import HFJudge, verdict_from_guard
-from dgr_core.refine import engine
+from dgr_core.refine import engine, parsing
 from dgr_core.refine.filters import (
     REASONS,
     FilterConfig,
@@ -106,16 +106,16 @@ def test_every_reason_code_is_described():
 
 
 def test_parse_record_joint_and_separate():
-    joint = engine.parse_record("joint", {"outputs": [{"text": "<think>\nhmm\n</think>\n\nNo.",
+    joint = parsing.parse_record("joint", {"outputs": [{"text": "<think>\nhmm\n</think>\n\nNo.",
                                                        "finish_reason": "stop"}]})
     assert (joint.reasoning, joint.answer, joint.think_status, joint.finish_reason) == ("hmm", "No.", "closed", "stop")
-    sep = engine.parse_record("separate", {"outputs": [
+    sep = parsing.parse_record("separate", {"outputs": [
         {"text": "<think>I weigh it.</think>", "finish_reason": "stop"},
         {"text": "I can't help.", "finish_reason": "length"}]})
     assert (sep.reasoning, sep.answer, sep.think_status, sep.finish_reason) == (
         "I weigh it.", "I can't help.", "closed", "length")
     assert "I weigh it." in sep.raw and "I can't help." in sep.raw
-    assert engine.parse_record("separate", {"outputs": [{"text": "", "finish_reason": "stop"}]}).think_status == "empty"
+    assert parsing.parse_record("separate", {"outputs": [{"text": "", "finish_reason": "stop"}]}).think_status == "empty"
 
 
 @pytest.mark.parametrize(("raw", "label"), [
