@@ -10,7 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from dgr_core.data.loaders import load_file, load_hf, load_upload, read_records, safe_filename, safe_name
+from dgr_core.data.hub import load_hf
+from dgr_core.data.loaders import load_file, load_upload, read_records, safe_filename, safe_name
 from dgr_core.data.presets import PRESETS
 from dgr_core.data.schema import (
     CANONICAL_COLUMNS,

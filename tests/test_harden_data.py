@@ -10,7 +10,7 @@ import os
 import pandas as pd
 import pytest
 
-from dgr_core.data import loaders
+from dgr_core.data import hub, loaders
 from dgr_core.data.loaders import load_file, load_file_report, load_upload, read_records
 from dgr_core.data.store import DatasetStore, fingerprint
 from dgr_core.errors import DataError
@@ -127,7 +127,7 @@ def test_import_path_is_limited_to_data_roots(tmp_path, monkeypatch):
 
 def test_hub_ids_with_dot_dot_are_refused():
     with pytest.raises(DataError, match="not a Hugging Face dataset id"):
-        loaders.fetch_hf_records("owner/..")
+        hub.fetch_hf_records("owner/..")
 
 
 def test_unsupported_and_extensionless_names(tmp_path):

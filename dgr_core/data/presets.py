@@ -1,7 +1,7 @@
 """Known safety SFT datasets from the safety-tax literature, with their column mappings and splits.
 
 `PRESETS[hf_id]` gives a `Preset`: where the data lives, how its columns map onto canonical rows, which splits
-exist, and the paper. `loaders.load_hf` uses a preset's mapping when the caller gives none, and reads a split from
+exist, and the paper. `hub.load_hf` uses a preset's mapping when the caller gives none, and reads a split from
 a local copy (`local_files`, relative to the shared data folder) instead of the network when one is present.
 
 How each mapping was checked (none of these datasets was downloaded):

@@ -30,13 +30,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from dgr_core.data.hub import load_hf
 from dgr_core.data.loaders import (
     CHUNK_ROWS,
     DETECT_SAMPLE,
     BadRow,
     file_type,
     iter_records,
-    load_hf,
     nesting_guard,
     rejection,
     safe_name,
