@@ -36,6 +36,7 @@ from dgr_core.jobs import manager
 from dgr_core.jobs.results import Decoding, EvalResult, ResultError
 from dgr_core.models.loading import ModelSpec
 from dgr_ui.common import current_backend, current_model, show_error, workspace
+from dgr_ui.comparison import metric_deltas_view, paired_test
 from dgr_ui.jobs import job_panel, launch, tracked
 from dgr_ui.outputs import outputs_browser
 from dgr_ui.state import EVAL_MODEL_REF
@@ -239,20 +240,11 @@ def before_after(info: manager.RunInfo, finished: list[manager.RunInfo]) -> None
     base = next(r for r in others if r.id == base_id)
     res_a, res_b = eval_result(base), eval_result(info)
     st.caption(f"a = `{base.id}` ({res_a.model_label}), b = this run; delta = b - a.")
-    deltas = runs.metric_deltas(res_a, res_b)
-    st.dataframe(deltas, hide_index=True, width="stretch")
-    for row in deltas[~deltas["comparable"]].itertuples():
-        st.warning(f"{row.benchmark}: not like for like ({row.why_not}); its delta is not an effect.")
-    common = runs.common_benchmarks(res_a, res_b)
-    if not common:
-        st.info("The two runs share no benchmark.")
+    metric_deltas_view(res_a, res_b)
+    paired = paired_test(base, info, res_a, res_b, "eval_paired_bench")
+    if paired is None:
         return
-    bench = st.selectbox("Paired test on", common, key="eval_paired_bench")
-    try:
-        table, test = runs.paired_outcomes(base, info, bench)
-    except DGRError as exc:
-        show_error(exc, "Paired test")
-        return
+    _, table, test = paired
     cols = st.columns(4)
     cols[0].metric("items", test.n, help=f"every common item; truncated in a: {table.attrs.get('n_truncated_a', 0)}, "
                                          f"in b: {table.attrs.get('n_truncated_b', 0)} (they score 0)")

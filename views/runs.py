@@ -9,10 +9,10 @@ import plotly.express as px
 import streamlit as st
 
 from dgr_core import runs
-from dgr_core.errors import DGRError
 from dgr_core.jobs import manager
 from dgr_core.jobs.results import EvalResult, ResultError
 from dgr_ui.common import show_error, workspace
+from dgr_ui.comparison import metric_deltas_view, paired_test
 from dgr_ui.outputs import outputs_browser
 from dgr_ui.readable import metrics_view, readable, settings_table
 
@@ -101,16 +101,10 @@ def eval_result(info: manager.RunInfo) -> EvalResult | None:
 
 
 def paired_view(a: manager.RunInfo, b: manager.RunInfo, res_a: EvalResult, res_b: EvalResult) -> None:
-    common = runs.common_benchmarks(res_a, res_b)
-    if not common:
-        st.info("The two runs share no benchmark.")
+    paired = paired_test(a, b, res_a, res_b, "runs_paired_bench")
+    if paired is None:
         return
-    bench = st.selectbox("Paired test on", common, key="runs_paired_bench")
-    try:
-        table, test = runs.paired_outcomes(a, b, bench)
-    except DGRError as exc:
-        show_error(exc, "Paired test")
-        return
+    bench, table, test = paired
     exact = f"McNemar p = {test.p_value:.3g} (a wrong / b right: {test.b01}, a right / b wrong: {test.b10})" \
         if test.b01 is not None else f"bootstrap p = {test.p_value:.3g} (k samples: per-item means)"
     st.markdown(f"**{bench}**: n = {test.n} items, every one kept (truncated in a: "
@@ -147,12 +141,8 @@ def metric_comparison(a: manager.RunInfo, b: manager.RunInfo) -> None:
     res_a, res_b = eval_result(a), eval_result(b)
     if res_a is not None and res_b is not None:
         st.subheader("Metrics (delta = b - a)")
-        deltas = runs.metric_deltas(res_a, res_b)
-        st.dataframe(deltas, hide_index=True, width="stretch",
-                     column_config={c: st.column_config.NumberColumn(format="%.3f") for c in
-                                    ("value_a", "value_b", "delta")})
-        for row in deltas[~deltas["comparable"]].itertuples():
-            st.warning(f"{row.benchmark}: not like for like ({row.why_not}); its delta is not an effect.")
+        metric_deltas_view(res_a, res_b, {c: st.column_config.NumberColumn(format="%.3f")
+                                          for c in ("value_a", "value_b", "delta")})
         paired_view(a, b, res_a, res_b)
 
 
