@@ -107,7 +107,7 @@ def signature_of(result: EvalResult | None, benchmark: str) -> dict[str, Any]:
     sig = eval_signature(benchmark=benchmark, kind=metric.kind, item_ids=[], generation=res.generation.to_dict(),
                          samples=1, judge=str(res.judges.get(metric.kind, res.judge)),
                          system_prompt=res.system_prompt, reasoning_suffix=res.reasoning_suffix or "")
-    sig["n_items"] = metric.n_total or metric.n
+    sig["n_items"] = metric.items
     sig["items"] = f"{LEGACY}:{sig['n_items']}"
     sig.pop("key")
     return {**sig, "key": _hash(sig)}
